@@ -1,0 +1,88 @@
+"""Keyed content-defined chunking of byte streams (FastCDC from the fastcdc package).
+
+FastCDC's gear table is public, so raw FastCDC boundaries would let anyone who
+holds the storage fingerprint known files by their chunk sizes. repofs keys it:
+the input is passed through a secret byte permutation (``bytes.translate``)
+before boundaries are searched, which is the same as running FastCDC with a
+secret permutation of the gear table. Chunks are cut from the original bytes
+at those boundaries. repofs-format(5), CHUNKING, states the residual leak.
+
+Streams are read in large buffers; the last chunk of a buffer is carried over
+to the next read, because FastCDC restarts its state at every boundary, the
+result is identical to chunking the whole stream at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+from fastcdc.fastcdc_cy import fastcdc_cy
+
+from repofs import crypto
+from repofs.spec import CHUNK_AVG, CHUNK_MAX, CHUNK_MIN
+
+READ_SIZE = 16 * 1024 * 1024
+
+
+def permutation(chunker_key: bytes) -> bytes:
+    """A secret permutation of the 256 byte values, from the chunker key (Fisher-Yates)."""
+    stream = crypto.keyed_stream(chunker_key, b"repofs chunker permutation v1", 256 * 8)
+    table = list(range(256))
+    for i in range(255, 0, -1):
+        r = int.from_bytes(stream[i * 8 : i * 8 + 8], "little")
+        j = r % (i + 1)
+        table[i], table[j] = table[j], table[i]
+    return bytes(table)
+
+
+class Chunker:
+    """Cuts streams into chunks whose boundaries depend on content and the key."""
+
+    def __init__(
+        self,
+        chunker_key: bytes,
+        min_size: int = CHUNK_MIN,
+        avg_size: int = CHUNK_AVG,
+        max_size: int = CHUNK_MAX,
+    ) -> None:
+        self._table = permutation(chunker_key)
+        self.min_size, self.avg_size, self.max_size = min_size, avg_size, max_size
+
+    def boundaries(self, buf: bytes) -> list[int]:
+        """Lengths of the chunks FastCDC finds in ``buf`` (the last may be cut by its end)."""
+        keyed = buf.translate(self._table)
+        return [
+            c.length
+            for c in fastcdc_cy(keyed, self.min_size, self.avg_size, self.max_size)
+        ]
+
+    def chunks(self, read: Callable[[int], bytes]) -> Iterator[memoryview]:
+        """Yield the chunks of the stream ``read(n)`` returns, until it returns b""."""
+        carry = b""
+        eof = False
+        while not eof:
+            buf, eof = _fill(read, carry)
+            if not buf:
+                return
+            lengths = self.boundaries(buf)
+            if not eof:
+                lengths.pop()  # possibly cut short by the buffer end: redo with more data
+            view = memoryview(buf)
+            pos = 0
+            for n in lengths:
+                yield view[pos : pos + n]
+                pos += n
+            carry = bytes(view[pos:])
+
+
+def _fill(read: Callable[[int], bytes], carry: bytes) -> tuple[bytes, bool]:
+    """Read until READ_SIZE bytes are buffered or the stream ends (pipes return little)."""
+    parts = [carry]
+    have = len(carry)
+    while have < READ_SIZE:
+        data = read(READ_SIZE - have)
+        if not data:
+            return b"".join(parts), True
+        parts.append(data)
+        have += len(data)
+    return b"".join(parts), False

@@ -1,0 +1,104 @@
+"""Every cryptographic primitive repofs uses, behind names that say their purpose.
+
+This module owns ``cryptography`` and ``blake3``; nothing else imports them.
+Choices (see repofs-format(5), ENCRYPTION): AES-256-GCM for every sealed
+message, HKDF-SHA256 for per-object keys, X25519 for objects only the
+repository's private key may open, keyed BLAKE3 for chunk ids, unkeyed BLAKE3
+for object names, Argon2id for passphrases.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+
+import blake3
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+KEY_LEN = 32
+NONCE_LEN = 12
+TAG_LEN = 16
+ID_LEN = 32
+
+
+class AuthenticationFailed(Exception):
+    """An AEAD tag did not verify: the message was altered or the key is wrong."""
+
+
+def random_bytes(n: int) -> bytes:
+    return secrets.token_bytes(n)
+
+
+def object_name(data: bytes | memoryview) -> str:
+    """Unkeyed BLAKE3 of an object's stored bytes, hex: its name in storage."""
+    return blake3.blake3(data, max_threads=blake3.blake3.AUTO).hexdigest()
+
+
+def keyed_id(key: bytes, data: bytes | memoryview) -> bytes:
+    """Keyed BLAKE3 of plaintext: a chunk or tree id that reveals nothing without the key."""
+    return blake3.blake3(data, key=key).digest()
+
+
+def keyed_stream(key: bytes, context: bytes, length: int) -> bytes:
+    """A keyed pseudo-random byte stream (BLAKE3 XOF), e.g. to shuffle the chunker table."""
+    return blake3.blake3(context, key=key).digest(length=length)
+
+
+def hkdf(ikm: bytes, salt: bytes, info: bytes, length: int = KEY_LEN) -> bytes:
+    return HKDF(algorithm=hashes.SHA256(), length=length, salt=salt, info=info).derive(ikm)
+
+
+def same(a: bytes, b: bytes) -> bool:
+    """Constant-time equality for ids and tags."""
+    return hmac.compare_digest(a, b)
+
+
+def nonce(counter: int) -> bytes:
+    return counter.to_bytes(NONCE_LEN, "big")
+
+
+def seal(key: bytes, counter: int, plaintext: bytes | memoryview, aad: bytes) -> bytes:
+    return AESGCM(key).encrypt(nonce(counter), plaintext, aad)
+
+
+def open_sealed(key: bytes, counter: int, ciphertext: bytes | memoryview, aad: bytes) -> bytes:
+    try:
+        return AESGCM(key).decrypt(nonce(counter), ciphertext, aad)
+    except InvalidTag as e:
+        raise AuthenticationFailed from e
+
+
+def argon2id(passphrase: bytes, salt: bytes, t: int, m_kib: int, p: int) -> bytes:
+    return Argon2id(salt=salt, length=KEY_LEN, iterations=t, lanes=p, memory_cost=m_kib).derive(
+        passphrase
+    )
+
+
+class X25519Pair:
+    """The repository's X25519 key pair; the private half is what 'can read' means."""
+
+    def __init__(self, private: bytes) -> None:
+        self._private = X25519PrivateKey.from_private_bytes(private)
+        self.public = self._private.public_key().public_bytes_raw()
+
+    @staticmethod
+    def generate_private() -> bytes:
+        return X25519PrivateKey.generate().private_bytes_raw()
+
+    def private_bytes(self) -> bytes:
+        return self._private.private_bytes_raw()
+
+    def agree(self, peer_public: bytes) -> bytes:
+        return self._private.exchange(X25519PublicKey.from_public_bytes(peer_public))
+
+
+def ephemeral_agreement(recipient_public: bytes) -> tuple[bytes, bytes]:
+    """Fresh ephemeral key pair against a recipient: (ephemeral public, shared secret)."""
+    eph = X25519PrivateKey.generate()
+    shared = eph.exchange(X25519PublicKey.from_public_bytes(recipient_public))
+    return eph.public_key().public_bytes_raw(), shared

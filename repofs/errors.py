@@ -1,0 +1,99 @@
+"""The exceptions repofs raises, drawn as one tree so callers can catch by kind.
+
+::
+
+    RepofsError                      anything repofs refuses or cannot do
+    ├── RepositoryError              the repository as a whole
+    │   ├── RepositoryNotFound       no repository at that location
+    │   ├── RepositoryExists         init on a non-empty location
+    │   └── UnsupportedVersion       a format version this build cannot read
+    ├── KeyError_                    key files and passphrases
+    │   ├── WrongPassphrase          no key file opens with this passphrase
+    │   └── BadKeyFile               absurd KDF parameters or a malformed key file
+    ├── ObjectExists                 a write-once name is already taken
+    ├── NameTaken                    a snapshot name is already used
+    ├── SnapshotNotFound             no snapshot matches a reference
+    ├── AmbiguousSnapshot            a prefix matches several snapshots
+    ├── PathNotFound                 a path is not in a snapshot
+    ├── UnsafePath                   a stored name or target that would escape
+    ├── SourceFailed                 a backup source (stdin command) failed
+    └── IntegrityError               "corrupt or tampered": every check that fails
+                                     on bytes read from storage
+
+Exit codes are chosen by the CLI, not here: the library only says what went wrong.
+"""
+
+from __future__ import annotations
+
+
+class RepofsError(Exception):
+    """Base of every error repofs raises on purpose."""
+
+
+class RepositoryError(RepofsError):
+    """A problem with the repository as a whole."""
+
+
+class RepositoryNotFound(RepositoryError):
+    """There is no repofs repository at the given location."""
+
+
+class RepositoryExists(RepositoryError):
+    """init was asked to create a repository where something already exists."""
+
+
+class UnsupportedVersion(RepositoryError):
+    """The repository uses a format version this build does not know."""
+
+
+class KeyError_(RepofsError):  # noqa: N801 - avoid shadowing the builtin KeyError
+    """A problem with key files or passphrases."""
+
+
+class WrongPassphrase(KeyError_):
+    """No key file of the repository opens with the given passphrase."""
+
+
+class BadKeyFile(KeyError_):
+    """A key file is malformed or asks for KDF parameters outside sane bounds."""
+
+
+class ObjectExists(RepofsError):
+    """A write-once object name is already taken by different content."""
+
+
+class NameTaken(RepofsError):
+    """A snapshot with this name already exists."""
+
+
+class SnapshotNotFound(RepofsError):
+    """No snapshot matches the reference."""
+
+
+class AmbiguousSnapshot(RepofsError):
+    """A snapshot id prefix matches more than one snapshot."""
+
+
+class PathNotFound(RepofsError):
+    """The path does not exist in the snapshot."""
+
+
+class UnsafePath(RepofsError):
+    """A stored name would make restore leave its target or follow a link."""
+
+
+class SourceFailed(RepofsError):
+    """A backup source failed (e.g. the command behind --stdin-from-command)."""
+
+
+class IntegrityError(RepofsError):
+    """Bytes read from storage failed a check: corrupt or tampered.
+
+    ``kind`` and ``object_id`` name the object so the user can find it.
+    """
+
+    def __init__(self, kind: str, object_id: str, detail: str) -> None:
+        self.kind = kind
+        self.object_id = object_id
+        self.detail = detail
+        super().__init__(f"{kind} {object_id} is corrupt or tampered: {detail}")

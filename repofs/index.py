@@ -1,0 +1,89 @@
+"""Index segments and the in-memory blob index (repofs-format(5), INDEX SEGMENTS).
+
+Each ``create`` writes one new segment naming the packs it wrote and where each
+blob sits in them. Segments are never rewritten; the index is their union,
+loaded at open. A segment is sealed in shared mode so write-only keys can
+dedup. Memory grows with the number of blobs only: one small tuple each.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+from repofs import spec
+from repofs.envelope import HEADER_LEN, ObjectCipher
+from repofs.errors import IntegrityError
+from repofs.pack import BlobEntry, entry_from_list
+
+
+@dataclass(frozen=True)
+class Location:
+    """A blob's place: which pack, and its entry there."""
+
+    pack: str
+    entry: BlobEntry
+
+
+def encode_segment(cipher: ObjectCipher, packs: list[tuple[str, list[BlobEntry]]]) -> bytes:
+    record = {
+        "v": spec.FORMAT_VERSION,
+        "packs": [
+            {"id": bytes.fromhex(name), "blobs": [e.to_list() for e in entries]}
+            for name, entries in packs
+        ],
+    }
+    return cipher.header + cipher.seal(0, spec.pack(record), b"index")
+
+
+def decode_segment(cipher: ObjectCipher, data: bytes) -> list[tuple[str, list[BlobEntry]]]:
+    name = cipher.object_id
+    plain = cipher.open(0, memoryview(data)[HEADER_LEN:], b"index")
+    f = spec.Fields(spec.unpack(plain, "index segment", name), "index segment", name)
+    if f.integer("v") != spec.FORMAT_VERSION:
+        raise f.fail("unknown version")
+    out = []
+    for p in f.items("packs"):
+        pf = spec.Fields(p, "index segment", name)
+        pack_id = pf.blob("id", size=32).hex()
+        rows = pf.items("blobs", spec.PACK_MAX_BLOBS)
+        out.append(
+            (pack_id, [entry_from_list(r, "index segment", name, spec.MAX_OBJECT) for r in rows])
+        )
+    return out
+
+
+class BlobIndex:
+    """blob id -> location, the union of every segment read plus what this session wrote."""
+
+    def __init__(self) -> None:
+        self._packs: list[str] = []
+        self._pack_no: dict[str, int] = {}
+        self._blobs: dict[bytes, tuple[int, BlobEntry]] = {}
+
+    def __len__(self) -> int:
+        return len(self._blobs)
+
+    def __contains__(self, blob_id: bytes) -> bool:
+        return blob_id in self._blobs
+
+    def add_pack(self, pack: str, entries: Iterable[BlobEntry]) -> None:
+        no = self._pack_no.get(pack)
+        if no is None:
+            no = self._pack_no[pack] = len(self._packs)
+            self._packs.append(pack)
+        for e in entries:
+            self._blobs.setdefault(e.blob_id, (no, e))
+
+    def lookup(self, blob_id: bytes, blob_type: int) -> Location:
+        hit = self._blobs.get(blob_id)
+        name = spec.BLOB_NAMES.get(blob_type, "blob")
+        if hit is None:
+            raise IntegrityError(name, blob_id.hex(), "not in any index segment (missing)")
+        no, entry = hit
+        if entry.blob_type != blob_type:
+            raise IntegrityError(name, blob_id.hex(), "indexed with another type")
+        return Location(self._packs[no], entry)
+
+    def packs(self) -> Iterator[str]:
+        return iter(self._packs)

@@ -1,0 +1,154 @@
+"""Key files: random master keys wrapped under a passphrase (repofs-format(5), KEY FILES).
+
+A repository has random master keys, made once by ``init``. Each key file
+wraps them under one passphrase with Argon2id; several key files may exist,
+so a passphrase change adds a new file and never re-encrypts data. A key
+file's capability says which master keys it carries: ``full`` carries all;
+the planned ``write-only`` omits the X25519 private key, so its holder can
+add snapshots but not decrypt sealed objects.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from repofs import crypto, spec
+from repofs.errors import BadKeyFile, IntegrityError, WrongPassphrase
+
+CAP_FULL = "full"
+CAP_WRITE_ONLY = "write-only"
+_AAD = b"repofs key file v1"
+
+
+@dataclass(frozen=True)
+class MasterKeys:
+    """What an unlocked key gives: every key the format uses."""
+
+    repo_id: bytes
+    id_key: bytes  # keyed BLAKE3 of plaintext -> chunk and tree ids
+    chunker_key: bytes  # secret permutation of the chunker
+    shared_key: bytes  # objects every key may read: index segments, snapshot heads
+    repo_public: bytes  # X25519 public key: what writers seal chunks, trees, bodies to
+    reader: crypto.X25519Pair | None  # the private half; None for write-only keys
+    capability: str
+    key_name: str  # the key file's object name
+
+
+def generate(repo_id: bytes) -> MasterKeys:
+    pair = crypto.X25519Pair(crypto.X25519Pair.generate_private())
+    return MasterKeys(
+        repo_id=repo_id,
+        id_key=crypto.random_bytes(32),
+        chunker_key=crypto.random_bytes(32),
+        shared_key=crypto.random_bytes(32),
+        repo_public=pair.public,
+        reader=pair,
+        capability=CAP_FULL,
+        key_name="",
+    )
+
+
+def wrap(keys: MasterKeys, passphrase: bytes, kdf: dict[str, int] | None = None) -> bytes:
+    """Encode a key file for ``keys`` under ``passphrase``."""
+    params = dict(spec.KDF_DEFAULT if kdf is None else kdf)
+    _check_kdf(params["t"], params["m"], params["p"], "(new)")
+    salt = crypto.random_bytes(32)
+    kek = crypto.argon2id(passphrase, salt, params["t"], params["m"], params["p"])
+    payload: dict[str, object] = {
+        "repo_id": keys.repo_id,
+        "id_key": keys.id_key,
+        "chunker_key": keys.chunker_key,
+        "shared_key": keys.shared_key,
+        "repo_public": keys.repo_public,
+    }
+    if keys.capability == CAP_FULL:
+        assert keys.reader is not None
+        payload["repo_private"] = keys.reader.private_bytes()
+    wrapped = crypto.seal(kek, 0, spec.pack(payload), _AAD + keys.capability.encode())
+    return spec.pack(
+        {
+            "v": spec.FORMAT_VERSION,
+            "type": "repofs-key",
+            "capability": keys.capability,
+            "created": int(time.time()),
+            "kdf": {"alg": "argon2id", "salt": salt, **params},
+            "wrapped": wrapped,
+        }
+    )
+
+
+def _check_kdf(t: int, m: int, p: int, name: str) -> None:
+    if not (
+        spec.KDF_MIN_T <= t <= spec.KDF_MAX_T
+        and spec.KDF_MIN_M_KIB <= m <= spec.KDF_MAX_M_KIB
+        and spec.KDF_MIN_P <= p <= spec.KDF_MAX_P
+    ):
+        raise BadKeyFile(f"key file {name} asks for KDF parameters outside sane bounds")
+
+
+def unwrap(data: bytes, name: str, passphrase: bytes, repo_id: bytes) -> MasterKeys | None:
+    """Open one key file; None if the passphrase does not fit, errors if the file is bad."""
+    try:
+        f = spec.Fields(spec.unpack(data, "key file", name), "key file", name)
+    except IntegrityError as e:
+        raise BadKeyFile(f"key file {name} is malformed") from e
+    if f.integer("v") != spec.FORMAT_VERSION or f.text("type") != "repofs-key":
+        raise BadKeyFile(f"key file {name} has an unknown version or type")
+    capability = f.text("capability")
+    if capability not in (CAP_FULL, CAP_WRITE_ONLY):
+        raise BadKeyFile(f"key file {name} has an unknown capability")
+    try:
+        kdf = f.sub("kdf")
+        alg = kdf.text("alg")
+        t, m, p = kdf.integer("t"), kdf.integer("m"), kdf.integer("p")
+        salt = kdf.blob("salt", size=32)
+        wrapped = f.blob("wrapped", max_len=4096)
+    except IntegrityError as e:
+        raise BadKeyFile(f"key file {name} is malformed") from e
+    if alg != "argon2id":
+        raise BadKeyFile(f"key file {name} uses an unknown KDF")
+    _check_kdf(t, m, p, name)
+    kek = crypto.argon2id(passphrase, salt, t, m, p)
+    try:
+        plain = crypto.open_sealed(kek, 0, wrapped, _AAD + capability.encode())
+    except crypto.AuthenticationFailed:
+        return None
+    k = spec.Fields(spec.unpack(plain, "key file", name), "key file", name)
+    if not crypto.same(k.blob("repo_id", size=32), repo_id):
+        raise IntegrityError("config", "config", "repository id does not match the key files")
+    reader = None
+    if capability == CAP_FULL:
+        reader = crypto.X25519Pair(k.blob("repo_private", size=32))
+        if not crypto.same(reader.public, k.blob("repo_public", size=32)):
+            raise BadKeyFile(f"key file {name} holds an inconsistent key pair")
+    return MasterKeys(
+        repo_id=repo_id,
+        id_key=k.blob("id_key", size=32),
+        chunker_key=k.blob("chunker_key", size=32),
+        shared_key=k.blob("shared_key", size=32),
+        repo_public=k.blob("repo_public", size=32),
+        reader=reader,
+        capability=capability,
+        key_name=name,
+    )
+
+
+def unlock(files: list[tuple[str, bytes]], passphrase: bytes, repo_id: bytes) -> MasterKeys:
+    """Try every key file; the first that opens wins.
+
+    A malformed or absurd key file is skipped, so a planted one cannot lock
+    users out; it is reported only if no key file opens at all.
+    """
+    bad: list[str] = []
+    for name, data in files:
+        try:
+            keys = unwrap(data, name, passphrase, repo_id)
+        except BadKeyFile as e:
+            bad.append(str(e))
+            continue
+        if keys is not None:
+            return keys
+    if bad and len(bad) == len(files):
+        raise BadKeyFile("; ".join(bad))
+    raise WrongPassphrase("wrong passphrase: no key file of this repository opens with it")

@@ -1,0 +1,222 @@
+"""Trees, entries and snapshot records, and their strict decoders (repofs-format(5), TREES, SNAPSHOTS).
+
+A tree is one directory: its entries sorted by name. Names are bytes, as the
+file system gave them. Decoding rejects anything a hostile writer could use
+against a reader: names with '/', NUL, '.', '..', empty or duplicate names,
+unknown types, out-of-range numbers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from repofs import spec
+from repofs.errors import IntegrityError
+
+FILE, DIR, SYMLINK, BLOCK, CHAR, FIFO = "f", "d", "l", "b", "c", "p"
+TYPES = (FILE, DIR, SYMLINK, BLOCK, CHAR, FIFO)
+ID_LEN = 32
+
+
+@dataclass(frozen=True)
+class Part:
+    """A piece of a file: a chunk (``chunk_id``) or a hole (``chunk_id`` is None)."""
+
+    chunk_id: bytes | None
+    size: int
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One directory entry with all the metadata repofs keeps."""
+
+    name: bytes
+    type: str
+    mode: int
+    uid: int
+    gid: int
+    mtime_ns: int
+    ctime_ns: int
+    user: str | None = None
+    group: str | None = None
+    size: int = 0
+    parts: tuple[Part, ...] = ()
+    subtree: bytes | None = None
+    target: bytes | None = None
+    rdev: int = 0
+    xattrs: tuple[tuple[bytes, bytes], ...] = ()
+    hardlink: int | None = None  # entries sharing an inode in the source share this number
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)
+
+
+def check_name(name: bytes, kind: str, object_id: str) -> None:
+    if not name or name in (b".", b"..") or b"/" in name or b"\0" in name or len(name) > 255:
+        raise IntegrityError(kind, object_id, f"entry name {name!r} is unsafe")
+
+
+def encode_entry(e: Entry) -> dict[str, Any]:
+    m: dict[str, Any] = {"n": e.name, "t": e.type, "m": e.mode, "u": e.uid, "g": e.gid,
+                         "mt": e.mtime_ns, "ct": e.ctime_ns}
+    if e.user is not None:
+        m["un"] = e.user
+    if e.group is not None:
+        m["gn"] = e.group
+    if e.type == FILE:
+        m["s"] = e.size
+        m["c"] = [[p.chunk_id, p.size] for p in e.parts]
+    if e.subtree is not None:
+        m["sub"] = e.subtree
+    if e.target is not None:
+        m["tg"] = e.target
+    if e.type in (BLOCK, CHAR):
+        m["rd"] = e.rdev
+    if e.xattrs:
+        m["x"] = [[k, v] for k, v in e.xattrs]
+    if e.hardlink is not None:
+        m["hl"] = e.hardlink
+    return m
+
+
+def _decode_parts(f: spec.Fields, size: int) -> tuple[Part, ...]:
+    parts = []
+    total = 0
+    for p in f.items("c"):
+        ok = (isinstance(p, list) and len(p) == 2
+              and (p[0] is None or (isinstance(p[0], bytes) and len(p[0]) == ID_LEN))
+              and isinstance(p[1], int) and not isinstance(p[1], bool)
+              and 0 <= p[1] <= (spec.CHUNK_MAX if p[0] is not None else 2**63))
+        if not ok:
+            raise f.fail("malformed file content list")
+        parts.append(Part(p[0], p[1]))
+        total += p[1]
+    if total != size:
+        raise f.fail("file size does not match its content list")
+    return tuple(parts)
+
+
+def decode_entry(raw: Any, kind: str, object_id: str) -> Entry:
+    f = spec.Fields(raw, kind, object_id)
+    name = f.blob("n", max_len=255)
+    check_name(name, kind, object_id)
+    t = f.text("t")
+    if t not in TYPES:
+        raise f.fail(f"unknown entry type {t!r}")
+    size = f.integer("s", hi=2**63) if t == FILE else 0
+    xattrs = []
+    for x in f.items("x", 65536) if f.raw("x") is not None else []:
+        if not (isinstance(x, list) and len(x) == 2 and isinstance(x[0], bytes)
+                and isinstance(x[1], bytes) and 0 < len(x[0]) <= 255
+                and len(x[1]) <= spec.MAX_XATTR_VALUE and b"\0" not in x[0]):
+            raise f.fail("malformed xattr")
+        xattrs.append((x[0], x[1]))
+    subtree = f.blob("sub", size=ID_LEN) if t == DIR else None
+    target = f.blob("tg", max_len=spec.MAX_NAME) if t == SYMLINK else None
+    if target is not None and (not target or b"\0" in target):
+        raise f.fail("malformed symlink target")
+    return Entry(
+        name=name, type=t, mode=f.integer("m", hi=0o7777), uid=f.integer("u", hi=2**32 - 1),
+        gid=f.integer("g", hi=2**32 - 1), mtime_ns=f.integer("mt", lo=-(2**63), hi=2**63 - 1),
+        ctime_ns=f.integer("ct", lo=-(2**63), hi=2**63 - 1), user=f.opt_text("un", 256),
+        group=f.opt_text("gn", 256), size=size, parts=_decode_parts(f, size) if t == FILE else (),
+        subtree=subtree, target=target,
+        rdev=f.integer("rd") if t in (BLOCK, CHAR) else 0, xattrs=tuple(xattrs),
+        hardlink=f.opt_integer("hl", hi=2**63) if t == FILE else None,
+    )
+
+
+def encode_tree(entries: list[Entry]) -> bytes:
+    entries = sorted(entries, key=lambda e: e.name)
+    return spec.pack({"v": spec.FORMAT_VERSION, "e": [encode_entry(e) for e in entries]})
+
+
+def decode_tree(data: bytes, tree_id: str) -> list[Entry]:
+    f = spec.Fields(spec.unpack(data, "tree", tree_id), "tree", tree_id)
+    if f.integer("v") != spec.FORMAT_VERSION:
+        raise f.fail("unknown version")
+    entries = [decode_entry(r, "tree", tree_id) for r in f.items("e")]
+    for a, b in zip(entries, entries[1:], strict=False):
+        if a.name >= b.name:
+            raise f.fail("entries not sorted or a name is duplicated")
+    return entries
+
+
+@dataclass(frozen=True)
+class SnapshotHead:
+    """The part of a snapshot every key can read: its place in the history."""
+
+    seq: int
+    prev: tuple[bytes, ...]
+    time_ns: int
+
+
+@dataclass(frozen=True)
+class SnapshotBody:
+    """The sealed part: what was backed up, from where, and its root tree."""
+
+    tree: bytes
+    paths: tuple[bytes, ...]
+    host: str
+    user: str
+    tags: tuple[str, ...]
+    name: str | None
+    hardlinks: dict[int, int]
+    stats: dict[str, int]
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    id: str
+    head: SnapshotHead
+    body: SnapshotBody | None  # None when this key cannot read bodies
+
+    @property
+    def short_id(self) -> str:
+        return self.id[:8]
+
+
+def encode_head(head: SnapshotHead, sealed_body: bytes) -> bytes:
+    return spec.pack({"v": spec.FORMAT_VERSION, "seq": head.seq, "prev": list(head.prev),
+                      "time": head.time_ns, "body": sealed_body})
+
+
+def decode_head(data: bytes, snap_id: str) -> tuple[SnapshotHead, bytes]:
+    f = spec.Fields(spec.unpack(data, "snapshot", snap_id), "snapshot", snap_id)
+    if f.integer("v") != spec.FORMAT_VERSION:
+        raise f.fail("unknown version")
+    head = SnapshotHead(seq=f.integer("seq", hi=2**62), prev=tuple(f.id_list("prev", 32, 4096)),
+                        time_ns=f.integer("time", hi=2**63 - 1))
+    return head, f.blob("body", max_len=spec.MAX_RECORD)
+
+
+def encode_body(head: SnapshotHead, body: SnapshotBody) -> bytes:
+    return spec.pack({
+        "v": spec.FORMAT_VERSION, "seq": head.seq, "prev": list(head.prev), "time": head.time_ns,
+        "tree": body.tree, "paths": list(body.paths), "host": body.host, "user": body.user,
+        "tags": list(body.tags), "name": body.name,
+        "hardlinks": [[k, v] for k, v in sorted(body.hardlinks.items())], "stats": body.stats,
+    })
+
+
+def decode_body(data: bytes, snap_id: str, head: SnapshotHead) -> SnapshotBody:
+    f = spec.Fields(spec.unpack(data, "snapshot", snap_id), "snapshot", snap_id)
+    bound = (f.integer("seq", hi=2**62), tuple(f.id_list("prev", 32, 4096)),
+             f.integer("time", hi=2**63 - 1))
+    if bound != (head.seq, head.prev, head.time_ns):
+        raise f.fail("body belongs to another snapshot (replayed)")
+    paths = f.items("paths", 65536)
+    if not all(isinstance(p, bytes) and p.startswith(b"/") for p in paths):
+        raise f.fail("malformed paths")
+    hl = {}
+    for row in f.items("hardlinks"):
+        if not (isinstance(row, list) and len(row) == 2
+                and all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in row)):
+            raise f.fail("malformed hardlink table")
+        hl[row[0]] = row[1]
+    stats = f.mapping("stats")
+    if not all(isinstance(k, str) and isinstance(v, int) for k, v in stats.items()):
+        raise f.fail("malformed stats")
+    name = None if f.raw("name") is None else f.text("name", 256)
+    return SnapshotBody(tree=f.blob("tree", size=ID_LEN), paths=tuple(paths), host=f.text("host"),
+                        user=f.text("user"), tags=tuple(f.text_list("tags")), name=name,
+                        hardlinks=hl, stats=stats)

@@ -1,0 +1,173 @@
+"""Packs: many encrypted blobs in one write-once file (repofs-format(5), PACKS).
+
+Layout::
+
+    header (40 bytes, see envelope) | blob 0 | blob 1 | ... | trailer | u32 trailer length
+
+Blobs are shuffled before they are written (their order says nothing of the
+files they came from) and each is padded to its PADME size before
+encryption, so stored sizes leak at most O(log log n) bits of a chunk's size.
+Blob i is sealed with nonce i; its AAD binds the pack header, its type and
+its id, so a blob cannot be moved, relabelled or swapped undetected. The
+sealed trailer lists the blobs so an index can be rebuilt from packs alone.
+"""
+
+from __future__ import annotations
+
+import secrets
+import struct
+from dataclasses import dataclass
+
+from repofs import spec
+from repofs.compression import decompress
+from repofs.envelope import HEADER_LEN, ObjectCipher
+from repofs.errors import IntegrityError
+
+_BLOB_HEAD = struct.Struct(">BI")  # codec, payload length
+_TRAILER_LEN = struct.Struct(">I")
+
+
+def padme(length: int) -> int:
+    """PADME (Nikitin et al., 2019): round up so that at most O(log log n) bits leak."""
+    if length < 2:
+        return length
+    e = length.bit_length() - 1
+    s = e.bit_length()
+    mask = (1 << (e - s)) - 1
+    return (length + mask) & ~mask
+
+
+def blob_aad(blob_type: int, blob_id: bytes) -> bytes:
+    return b"blob" + bytes([blob_type]) + blob_id
+
+
+@dataclass(frozen=True)
+class BlobEntry:
+    """Where a blob is inside its pack, as the trailer and the index record it."""
+
+    blob_id: bytes
+    blob_type: int
+    nonce: int
+    offset: int
+    length: int
+    raw_len: int
+
+    def to_list(self) -> list[object]:
+        return [self.blob_id, self.blob_type, self.nonce, self.offset, self.length, self.raw_len]
+
+
+@dataclass(frozen=True)
+class _Pending:
+    blob_id: bytes
+    blob_type: int
+    codec: int
+    payload: bytes | memoryview
+    raw_len: int
+
+
+class PackBuilder:
+    """Collects compressed blobs until the pack is full, then seals them in random order."""
+
+    def __init__(self) -> None:
+        self._pending: list[_Pending] = []
+        self._ids: set[bytes] = set()
+        self.size = 0
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    def __contains__(self, blob_id: bytes) -> bool:
+        return blob_id in self._ids
+
+    def add(self, blob_id: bytes, blob_type: int, codec: int,
+            payload: bytes | memoryview, raw_len: int) -> None:
+        self._pending.append(_Pending(blob_id, blob_type, codec, payload, raw_len))
+        self._ids.add(blob_id)
+        self.size += len(payload)
+
+    def full(self) -> bool:
+        return self.size >= spec.PACK_TARGET or len(self._pending) >= spec.PACK_MAX_BLOBS
+
+    def seal(self, cipher: ObjectCipher) -> tuple[bytes, list[BlobEntry]]:
+        """The pack's bytes and the entries of its blobs."""
+        order = list(self._pending)
+        secrets.SystemRandom().shuffle(order)
+        parts: list[bytes | memoryview] = [cipher.header]
+        entries: list[BlobEntry] = []
+        offset = HEADER_LEN
+        for nonce, b in enumerate(order):
+            plain_len = _BLOB_HEAD.size + len(b.payload)
+            padding = padme(plain_len) - plain_len
+            plain = b"".join((_BLOB_HEAD.pack(b.codec, len(b.payload)), b.payload,
+                              bytes(padding)))
+            ct = cipher.seal(nonce, plain, blob_aad(b.blob_type, b.blob_id))
+            parts.append(ct)
+            entries.append(BlobEntry(b.blob_id, b.blob_type, nonce, offset, len(ct), b.raw_len))
+            offset += len(ct)
+        trailer = cipher.seal(spec.TRAILER_NONCE, spec.pack([e.to_list() for e in entries]),
+                              b"trailer")
+        parts += [trailer, _TRAILER_LEN.pack(len(trailer))]
+        return b"".join(parts), entries
+
+
+def open_blob(cipher: ObjectCipher, entry: BlobEntry, ciphertext: bytes) -> bytes:
+    """Decrypt, unpad and decompress one blob; the caller re-checks its id."""
+    name = spec.BLOB_NAMES.get(entry.blob_type, "blob")
+    if len(ciphertext) != entry.length:
+        raise IntegrityError("pack", cipher.object_id, f"{name} {entry.blob_id.hex()} truncated")
+    plain = cipher.open(entry.nonce, ciphertext, blob_aad(entry.blob_type, entry.blob_id))
+    if len(plain) < _BLOB_HEAD.size:
+        raise IntegrityError("pack", cipher.object_id, f"{name} {entry.blob_id.hex()} too short")
+    codec, plen = _BLOB_HEAD.unpack_from(plain)
+    if plen > len(plain) - _BLOB_HEAD.size:
+        raise IntegrityError("pack", cipher.object_id, f"{name} {entry.blob_id.hex()} bad length")
+    payload = memoryview(plain)[_BLOB_HEAD.size : _BLOB_HEAD.size + plen]
+    try:
+        return decompress(codec, payload, entry.raw_len)
+    except ValueError as e:
+        raise IntegrityError("pack", cipher.object_id,
+                             f"{name} {entry.blob_id.hex()}: {e}") from None
+
+
+def read_trailer(cipher: ObjectCipher, data: bytes) -> list[BlobEntry]:
+    """Parse a whole pack's trailer (used by check, and to rebuild an index)."""
+    if len(data) < HEADER_LEN + _TRAILER_LEN.size:
+        raise IntegrityError("pack", cipher.object_id, "truncated")
+    (tlen,) = _TRAILER_LEN.unpack_from(data, len(data) - _TRAILER_LEN.size)
+    start = len(data) - _TRAILER_LEN.size - tlen
+    if start < HEADER_LEN:
+        raise IntegrityError("pack", cipher.object_id, "bad trailer length")
+    plain = cipher.open(spec.TRAILER_NONCE, data[start : len(data) - _TRAILER_LEN.size],
+                        b"trailer")
+    rows = spec.unpack(plain, "pack", cipher.object_id)
+    return [entry_from_list(r, "pack", cipher.object_id, start) for r in _as_list(rows, cipher)]
+
+
+def _as_list(rows: object, cipher: ObjectCipher) -> list[object]:
+    if not isinstance(rows, list):
+        raise IntegrityError("pack", cipher.object_id, "trailer is not a list")
+    return rows
+
+
+def entry_from_list(row: object, kind: str, object_id: str, limit: int) -> BlobEntry:
+    """Validate one [id, type, nonce, offset, length, raw_len] row from storage."""
+    ok = (
+        isinstance(row, list)
+        and len(row) == 6
+        and isinstance(row[0], bytes)
+        and len(row[0]) == 32
+        and all(isinstance(x, int) and not isinstance(x, bool) for x in row[1:])
+    )
+    if not ok:
+        raise IntegrityError(kind, object_id, "malformed blob entry")
+    blob_id, blob_type, nonce, offset, length, raw_len = row  # type: ignore[misc]
+    if (
+        blob_type not in spec.BLOB_NAMES
+        or not 0 <= nonce < spec.PACK_MAX_BLOBS
+        or not HEADER_LEN <= offset
+        or not 16 < length <= limit
+        or offset + length > limit
+        or not 0 <= raw_len <= spec.MAX_BLOB_RAW
+    ):
+        raise IntegrityError(kind, object_id, "blob entry out of range")
+    return BlobEntry(blob_id, blob_type, nonce, offset, length, raw_len)

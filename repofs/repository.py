@@ -1,0 +1,230 @@
+"""The repository facade: layout, keys, dedup, reading blobs and the write order.
+
+Readers and writers see the repository through this class. Writing follows
+one order (repofs-format(5), WRITE ORDER): packs, then this session's index
+segment, then the snapshot, the commit point. A crash before the snapshot
+leaves only objects nothing references. Every object read is checked: names
+against content hashes for whole objects, AEAD for every message, keyed ids
+for every blob's plaintext.
+"""
+
+from __future__ import annotations
+
+import bisect
+import os
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator
+from pathlib import Path
+
+from repofs import crypto, keys, spec
+from repofs.envelope import HEADER_LEN, CannotRead, ObjectCipher, new_object, open_object
+from repofs.errors import (
+    IntegrityError,
+    PathNotFound,
+    RepositoryNotFound,
+    UnsupportedVersion,
+)
+from repofs.index import BlobIndex, Location, decode_segment, encode_segment
+from repofs.model import DIR, Entry, decode_tree
+from repofs.pack import BlobEntry, open_blob
+from repofs.snapshots import SnapshotLog
+from repofs.store import LocalStore
+
+__all__ = ["CannotRead", "Repository"]
+
+
+def _encode_config(repo_id: bytes) -> bytes:
+    return spec.pack({"format": "repofs", "v": spec.FORMAT_VERSION, "id": repo_id})
+
+
+def _decode_config(data: bytes) -> bytes:
+    f = spec.Fields(spec.unpack(data, "config", "config"), "config", "config")
+    if f.text("format") != "repofs":
+        raise RepositoryNotFound("not a repofs repository (config)")
+    v = f.integer("v")
+    if v != spec.FORMAT_VERSION:
+        raise UnsupportedVersion(f"repository format version {v} is not supported by this repofs")
+    return f.blob("id", size=32)
+
+
+class Repository:
+    """An open repository: unlocked keys, the loaded index, and access to objects."""
+
+    def __init__(self, store: LocalStore, master: keys.MasterKeys) -> None:
+        self.store = store
+        self.keys = master
+        self.index = BlobIndex()
+        self._ciphers: OrderedDict[str, ObjectCipher] = OrderedDict()
+        self._trees: OrderedDict[bytes, list[Entry]] = OrderedDict()
+        self._lock = threading.Lock()
+        self.snapshots = SnapshotLog(self)
+
+    # -- open / init ------------------------------------------------------------------
+    @classmethod
+    def init(cls, path: Path, passphrase: bytes, kdf: dict[str, int] | None = None) -> Repository:
+        repo_id = crypto.random_bytes(32)
+        master = keys.generate(repo_id)
+        store = LocalStore.create(path, _encode_config(repo_id))
+        keyfile = keys.wrap(master, passphrase, kdf)
+        name = crypto.object_name(keyfile)
+        store.put(spec.NS_KEYS, name, keyfile)
+        return cls(store, keys.unwrap(keyfile, name, passphrase, repo_id) or master)
+
+    @classmethod
+    def open(cls, path: Path, passphrase: bytes) -> Repository:
+        store = LocalStore.open(path)
+        repo_id = _decode_config(store.read_config())
+        files = [(n, store.get(spec.NS_KEYS, n)) for n in sorted(store.list(spec.NS_KEYS))]
+        if not files:
+            raise RepositoryNotFound(f"{path} has no key files")
+        repo = cls(store, keys.unlock(files, passphrase, repo_id))
+        repo.load_index()
+        return repo
+
+    @property
+    def id(self) -> str:
+        return self.keys.repo_id.hex()
+
+    @property
+    def can_read(self) -> bool:
+        return self.keys.reader is not None
+
+    # -- whole objects -------------------------------------------------------------------
+    def get_verified(self, namespace: str, name: str, kind: str) -> bytes:
+        """Read a whole object and check its name is the hash of its bytes."""
+        try:
+            data = self.store.get(namespace, name)
+        except FileNotFoundError:
+            raise IntegrityError(kind, name, "missing") from None
+        if not crypto.same(crypto.object_name(data).encode(), name.encode()):
+            raise IntegrityError(kind, name, "content does not match its name")
+        return data
+
+    def put_object(self, namespace: str, data: bytes) -> str:
+        name = crypto.object_name(data)
+        self.store.put(namespace, name, data)
+        return name
+
+    def new_cipher(self, kind: int, mode: int) -> ObjectCipher:
+        return new_object(kind, mode, self.keys.shared_key, self.keys.repo_public)
+
+    def open_cipher(self, header: bytes, kind: int, name: str) -> ObjectCipher:
+        return open_object(header, kind, name, self.keys.shared_key, self.keys.repo_public,
+                           self.keys.reader)
+
+    # -- index ---------------------------------------------------------------------------
+    def load_index(self) -> None:
+        for name in sorted(self.store.list(spec.NS_INDEX)):
+            data = self.get_verified(spec.NS_INDEX, name, "index segment")
+            cipher = self.open_cipher(data[:HEADER_LEN], spec.KIND_INDEX, name)
+            for pack, entries in decode_segment(cipher, data):
+                self.index.add_pack(pack, entries)
+
+    def write_index_segment(self, packs: list[tuple[str, list[BlobEntry]]]) -> str:
+        cipher = self.new_cipher(spec.KIND_INDEX, spec.MODE_SHARED)
+        return self.put_object(spec.NS_INDEX, encode_segment(cipher, packs))
+
+    # -- blobs ---------------------------------------------------------------------------
+    def _pack_cipher(self, pack: str) -> ObjectCipher:
+        with self._lock:
+            c = self._ciphers.get(pack)
+            if c is not None:
+                self._ciphers.move_to_end(pack)
+                return c
+        try:
+            header = self.store.get_range(spec.NS_DATA, pack, 0, HEADER_LEN)
+        except FileNotFoundError:
+            raise IntegrityError("pack", pack, "missing") from None
+        c = self.open_cipher(header, spec.KIND_PACK, pack)
+        with self._lock:
+            self._ciphers[pack] = c
+            while len(self._ciphers) > 4096:
+                self._ciphers.popitem(last=False)
+        return c
+
+    def read_blob(self, blob_id: bytes, blob_type: int) -> bytes:
+        """A blob's plaintext, verified against its keyed id."""
+        loc = self.index.lookup(blob_id, blob_type)
+        return self.read_located(blob_id, loc)
+
+    def read_located(self, blob_id: bytes, loc: Location) -> bytes:
+        e = loc.entry
+        cipher = self._pack_cipher(loc.pack)
+        try:
+            ct = self.store.get_range(spec.NS_DATA, loc.pack, e.offset, e.length)
+        except FileNotFoundError:
+            raise IntegrityError("pack", loc.pack, "missing") from None
+        plain = open_blob(cipher, e, ct)
+        if not crypto.same(crypto.keyed_id(self.keys.id_key, plain), blob_id):
+            name = spec.BLOB_NAMES.get(e.blob_type, "blob")
+            raise IntegrityError(name, blob_id.hex(), f"content does not match its id "
+                                 f"(in pack {loc.pack})")
+        return plain
+
+    def blob_id(self, data: bytes | memoryview) -> bytes:
+        return crypto.keyed_id(self.keys.id_key, data)
+
+    def load_tree(self, tree_id: bytes) -> list[Entry]:
+        with self._lock:
+            t = self._trees.get(tree_id)
+            if t is not None:
+                self._trees.move_to_end(tree_id)
+                return t
+        t = decode_tree(self.read_blob(tree_id, spec.BLOB_TREE), tree_id.hex())
+        with self._lock:
+            self._trees[tree_id] = t
+            while len(self._trees) > 512:
+                self._trees.popitem(last=False)
+        return t
+
+    def root_entry(self, tree_id: bytes) -> Entry:
+        """A directory entry standing for a snapshot's root tree."""
+        return Entry(name=b"/", type=DIR, mode=0o755, uid=0, gid=0, mtime_ns=0, ctime_ns=0,
+                     subtree=tree_id)
+
+    def lookup_path(self, tree_id: bytes, path: bytes) -> Entry:
+        """The entry at ``path`` (``a/b/c``, leading ``/`` optional) below a root tree."""
+        entry = self.root_entry(tree_id)
+        for comp in (c for c in path.split(b"/") if c and c != b"."):
+            if entry.type != DIR or entry.subtree is None:
+                raise PathNotFound(f"{os.fsdecode(path)}: not a directory in the snapshot")
+            found = _find(self.load_tree(entry.subtree), comp)
+            if found is None:
+                raise PathNotFound(f"{os.fsdecode(path)}: no such file or directory "
+                                   "in the snapshot")
+            entry = found
+        return entry
+
+    def walk(self, entry: Entry, path: bytes,
+             depth: int = 0) -> Iterator[tuple[bytes, Entry]]:
+        """(path, entry) for everything below a directory entry, depth first, sorted."""
+        if entry.type != DIR or entry.subtree is None:
+            return
+        if depth > spec.MAX_TREE_DEPTH:
+            raise IntegrityError("tree", entry.subtree.hex(), "nested too deep")
+        for child in self.load_tree(entry.subtree):
+            child_path = path.rstrip(b"/") + b"/" + child.name
+            yield child_path, child
+            yield from self.walk(child, child_path, depth + 1)
+
+    def iter_chunks(self, entry: Entry) -> Iterator[tuple[int, bytes | None, int]]:
+        """(offset, data or None for a hole, size) for each part of a file entry."""
+        offset = 0
+        for p in entry.parts:
+            if p.chunk_id is None:
+                yield offset, None, p.size
+            else:
+                data = self.read_blob(p.chunk_id, spec.BLOB_DATA)
+                if len(data) != p.size:
+                    raise IntegrityError("chunk", p.chunk_id.hex(), "size differs from the tree")
+                yield offset, data, p.size
+            offset += p.size
+
+
+def _find(entries: list[Entry], name: bytes) -> Entry | None:
+    """Binary search: tree entries are sorted by name (the decoder enforces it)."""
+    i = bisect.bisect_left(entries, name, key=lambda e: e.name)
+    if i < len(entries) and entries[i].name == name:
+        return entries[i]
+    return None

@@ -1,0 +1,127 @@
+"""The snapshot history: reading, verifying, naming and committing snapshots.
+
+A snapshot object is a shared-mode head (seq, prev, time: every key can read
+it, so writers can extend the chain) wrapping a sealed body (tree, paths,
+host, tags, name: only the repository's private key opens it). The body
+repeats the head's fields, so a body cannot be replayed under another head
+(repofs-format(5), SNAPSHOTS). ``prev`` holds the ids of every head the writer
+saw, like git parents: concurrent writers fork the history, the next writer
+joins it, and a snapshot that is referenced but missing is detected.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Protocol
+
+from repofs import spec
+from repofs.envelope import HEADER_LEN, CannotRead, ObjectCipher
+from repofs.errors import AmbiguousSnapshot, IntegrityError, NameTaken, SnapshotNotFound
+from repofs.model import (
+    Snapshot,
+    SnapshotBody,
+    SnapshotHead,
+    decode_body,
+    decode_head,
+    encode_body,
+    encode_head,
+)
+from repofs.store import LocalStore
+
+
+class _Objects(Protocol):
+    store: LocalStore
+
+    @property
+    def can_read(self) -> bool: ...
+
+    def get_verified(self, namespace: str, name: str, kind: str) -> bytes: ...
+
+    def put_object(self, namespace: str, data: bytes) -> str: ...
+
+    def new_cipher(self, kind: int, mode: int) -> ObjectCipher: ...
+
+    def open_cipher(self, header: bytes, kind: int, name: str) -> ObjectCipher: ...
+
+
+class SnapshotLog:
+    """All snapshots of a repository, verified as they are read."""
+
+    def __init__(self, repo: _Objects) -> None:
+        self._repo = repo
+
+    def read(self, name: str) -> Snapshot:
+        data = self._repo.get_verified(spec.NS_SNAPSHOTS, name, "snapshot")
+        outer = self._repo.open_cipher(data[:HEADER_LEN], spec.KIND_SNAPSHOT, name)
+        head, sealed = decode_head(outer.open(0, memoryview(data)[HEADER_LEN:], b"snapshot"), name)
+        body = None
+        if self._repo.can_read:
+            inner = self._repo.open_cipher(sealed[:HEADER_LEN], spec.KIND_SNAPSHOT, name)
+            plain = inner.open(0, memoryview(sealed)[HEADER_LEN:], b"snapshot body")
+            body = decode_body(plain, name, head)
+        return Snapshot(name, head, body)
+
+    def list(self) -> list[Snapshot]:
+        """Every snapshot, oldest first; raises if the chain references a missing one."""
+        snaps = [self.read(n) for n in self._repo.store.list(spec.NS_SNAPSHOTS)]
+        snaps.sort(key=lambda s: (s.head.time_ns, s.head.seq, s.id))
+        verify_chain(snaps)
+        return snaps
+
+    def resolve(self, ref: str, snaps: list[Snapshot] | None = None) -> Snapshot:
+        """A snapshot by full id, unique id prefix, name, or ``latest``."""
+        snaps = self.list() if snaps is None else snaps
+        if not snaps:
+            raise SnapshotNotFound("the repository has no snapshots")
+        if ref == "latest":
+            return max(snaps, key=lambda s: (s.head.time_ns, s.head.seq))
+        named = [s for s in snaps if s.body is not None and s.body.name == ref]
+        if named:
+            return named[0]
+        ref_l = ref.lower()
+        hits = [s for s in snaps if s.id.startswith(ref_l)] if len(ref_l) >= 4 else []
+        if len(hits) == 1:
+            return hits[0]
+        if len(hits) > 1:
+            raise AmbiguousSnapshot(f"snapshot prefix {ref!r} matches {len(hits)} snapshots")
+        raise SnapshotNotFound(f"no snapshot {ref!r}")
+
+    def commit(self, body: SnapshotBody, time_ns: int) -> Snapshot:
+        """Write a new snapshot on top of every current head: the commit point of create."""
+        snaps = self.list()
+        if body.name is not None and any(s.body and s.body.name == body.name for s in snaps):
+            raise NameTaken(f"a snapshot named {body.name!r} already exists")
+        head = SnapshotHead(
+            seq=max((s.head.seq for s in snaps), default=-1) + 1,
+            prev=tuple(sorted(bytes.fromhex(h) for h in heads(snaps))),
+            time_ns=time_ns,
+        )
+        inner = self._repo.new_cipher(spec.KIND_SNAPSHOT, spec.MODE_SEALED)
+        sealed = inner.header + inner.seal(0, encode_body(head, body), b"snapshot body")
+        outer = self._repo.new_cipher(spec.KIND_SNAPSHOT, spec.MODE_SHARED)
+        data = outer.header + outer.seal(0, encode_head(head, sealed), b"snapshot")
+        name = self._repo.put_object(spec.NS_SNAPSHOTS, data)
+        return Snapshot(name, head, body)
+
+
+def heads(snaps: Iterable[Snapshot]) -> set[str]:
+    """Snapshots no other snapshot names as prev: the tips of the history."""
+    snaps = list(snaps)
+    referenced = {p.hex() for s in snaps for p in s.head.prev}
+    return {s.id for s in snaps} - referenced
+
+
+def verify_chain(snaps: list[Snapshot]) -> None:
+    """Every prev must exist and be older in seq: else a snapshot was removed or replayed."""
+    by_id = {s.id: s for s in snaps}
+    for s in snaps:
+        for p in s.head.prev:
+            parent = by_id.get(p.hex())
+            if parent is None:
+                raise IntegrityError("snapshot", p.hex(),
+                                     f"missing, but snapshot {s.id} references it")
+            if parent.head.seq >= s.head.seq:
+                raise IntegrityError("snapshot", s.id, "seq does not follow its prev")
+
+
+__all__ = ["CannotRead", "SnapshotLog", "heads", "verify_chain"]
