@@ -6,13 +6,13 @@ import os
 from pathlib import Path
 
 import click
+from repofs_cli import output
+from repofs_cli.common import json_option, open_repo, repo_option
 
 from repofs.archiver import Archiver, CreateOptions, CreateStats
 from repofs.compression import Codec
 from repofs.patterns import PatternSet, read_pattern_file
 from repofs.session import WriteSession
-from repofs_cli import output
-from repofs_cli.common import json_option, open_repo, repo_option
 
 
 @click.command("create", context_settings={"ignore_unknown_options": False})

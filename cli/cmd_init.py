@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-
-from repofs.repository import Repository
 from repofs_cli import output, passphrase
 from repofs_cli.common import json_option, repo_option
+
+from repofs.repository import Repository
 
 
 @click.command("init")

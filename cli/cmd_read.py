@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import click
-
-from repofs.model import DIR, Entry, Snapshot
 from repofs_cli import output
 from repofs_cli.common import json_option, open_repo, repo_option
+
+from repofs.model import DIR, Entry, Snapshot
 
 _TYPE_CHAR = {"f": "-", "d": "d", "l": "l", "b": "b", "c": "c", "p": "p"}
 _TYPE_BITS = {"f": stat.S_IFREG, "d": stat.S_IFDIR, "l": stat.S_IFLNK, "b": stat.S_IFBLK,

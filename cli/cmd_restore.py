@@ -7,12 +7,12 @@ import sys
 from pathlib import Path
 
 import click
+from repofs_cli import output
+from repofs_cli.common import json_option, open_repo, repo_option
 
 from repofs.model import DIR
 from repofs.patterns import PatternSet
-from repofs.restorer import RestoreOptions, RestoreStats, Restorer, dump
-from repofs_cli import output
-from repofs_cli.common import json_option, open_repo, repo_option
+from repofs.restorer import RestoreOptions, Restorer, RestoreStats, dump
 
 
 @click.command("restore")

@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+from repofs_cli import passphrase
 
 from repofs.repository import Repository
-from repofs_cli import passphrase
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -12,10 +12,10 @@ import sys
 import traceback
 
 import click
+from repofs_cli import cmd_create, cmd_init, cmd_read, cmd_restore
 
 from repofs import __version__
 from repofs.errors import RepofsError
-from repofs_cli import cmd_create, cmd_init, cmd_read, cmd_restore
 
 EXIT_OK, EXIT_WARNINGS, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
 

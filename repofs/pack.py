@@ -164,7 +164,7 @@ def entry_from_list(row: object, kind: str, object_id: str, limit: int) -> BlobE
     if (
         blob_type not in spec.BLOB_NAMES
         or not 0 <= nonce < spec.PACK_MAX_BLOBS
-        or not HEADER_LEN <= offset
+        or not offset >= HEADER_LEN
         or not 16 < length <= limit
         or offset + length > limit
         or not 0 <= raw_len <= spec.MAX_BLOB_RAW
