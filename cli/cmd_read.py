@@ -87,7 +87,8 @@ def entry_json(path: bytes, e: Entry) -> dict[str, Any]:
 def long_line(path: bytes, e: Entry) -> str:
     mode = stat.filemode(_TYPE_BITS[e.type] | e.mode)
     owner = f"{e.user or e.uid}/{e.group or e.gid}"
-    size = str(e.size) if e.type != "b" and e.type != "c" else f"{os.major(e.rdev)},{os.minor(e.rdev)}"
+    size = (f"{os.major(e.rdev)},{os.minor(e.rdev)}" if e.type in ("b", "c")
+            else str(e.size))
     line = f"{mode} {owner:>17} {size:>12} {output.local_time(e.mtime_ns)} {output.show_path(path)}"
     if e.target is not None:
         line += f" -> {output.show_path(e.target)}"

@@ -17,7 +17,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from typing import IO
 
 from repofs import fsmeta, spec
 from repofs.chunker import Chunker
@@ -81,8 +81,9 @@ class Archiver:
     # -- entry points ------------------------------------------------------------------
     def run(self) -> Snapshot:
         start = time.time_ns()
+        paths: list[bytes]
         if self.opts.stdin_name is not None:
-            root, paths = self._stdin_root(), (b"/" + self.opts.stdin_name,)
+            root, paths = self._stdin_root(), [b"/" + self.opts.stdin_name]
         else:
             paths = _outermost(self.opts.paths)
             root = self._paths_root(paths)
@@ -128,7 +129,7 @@ class Archiver:
                       mtime_ns=now, ctime_ns=now, user=fsmeta.user_name(os.getuid()),
                       group=fsmeta.group_name(os.getgid()), size=size, parts=parts)]
 
-    def _store_stream(self, stream: BinaryIO) -> tuple[tuple[Part, ...], int]:
+    def _store_stream(self, stream: IO[bytes]) -> tuple[tuple[Part, ...], int]:
         parts = []
         size = 0
         for chunk in self.chunker.chunks(stream.read):
@@ -254,7 +255,7 @@ class Archiver:
             return []
         if self.opts.exclude_caches and _is_cache_dir(fd, names):
             names = [b"CACHEDIR.TAG"]
-        out = []
+        out: list[Entry] = []
         for n in names:
             child = (path if path != b"/" else b"") + b"/" + n
             if self.opts.excludes and self.opts.excludes.matches(child):
@@ -266,9 +267,9 @@ class Archiver:
             except OSError as e:
                 self.warn(child, e.strerror or str(e))
                 continue
-            e = self._archive(fd, n, child, cst, root_dev, depth + 1)
-            if e is not None:
-                out.append(e)
+            entry = self._archive(fd, n, child, cst, root_dev, depth + 1)
+            if entry is not None:
+                out.append(entry)
         return out
 
     def _archive_file(self, dfd: int, name: bytes, path: bytes,
@@ -301,11 +302,13 @@ class Archiver:
                 self.warn(path, "replaced while being read, skipped")
                 return None
             xattrs = self._xattrs(dfd, name, fd, path)
-            parts = self.cache.lookup(path, fst) if self.opts.use_files_cache else None
-            if parts is not None and all(
-                p.chunk_id is None or self.session.known(p.chunk_id) for p in parts
+            cached = self.cache.lookup(path, fst) if self.opts.use_files_cache else None
+            if cached is not None and all(
+                p.chunk_id is None or self.session.known(p.chunk_id) for p in cached
             ):
                 self.stats.files_unchanged += 1
+                parts = cached
+                self.cache.remember(path, fst, parts)
             else:
                 parts = self._read_file(fd, fst.st_size, st.st_blocks)
                 after = os.fstat(fd)

@@ -63,9 +63,9 @@ class FilesCache:
         """Keep what this run saw, plus older entries until they age out."""
         merged = dict(self._new)
         for k, row in self._old.items():
-            if k not in merged and isinstance(row, list) and row and isinstance(row[0], int):
-                if row[0] + 1 < MAX_AGE:
-                    merged[k] = [row[0] + 1, *row[1:]]
+            if (k not in merged and isinstance(row, list) and row and isinstance(row[0], int)
+                    and row[0] + 1 < MAX_AGE):
+                merged[k] = [row[0] + 1, *row[1:]]
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         tmp = self.path.with_suffix(".tmp")
         tmp.write_bytes(spec.pack(merged))

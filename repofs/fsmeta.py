@@ -79,7 +79,7 @@ def read_xattrs(dir_fd: int, name: bytes, fd: int | None) -> tuple[tuple[bytes, 
     target: int | bytes = fd if fd is not None else _proc_path(dir_fd, name)
     follow = fd is not None  # an fd is the file itself; a path is never followed
     try:
-        names = os.listxattr(target, follow_symlinks=follow)  # type: ignore[arg-type]
+        names = os.listxattr(target, follow_symlinks=follow)
     except OSError as e:
         if e.errno in (errno.ENOTSUP, errno.EPERM, errno.ENODATA):
             return ()
@@ -87,7 +87,7 @@ def read_xattrs(dir_fd: int, name: bytes, fd: int | None) -> tuple[tuple[bytes, 
     out = []
     for n in sorted(names):
         try:
-            v = os.getxattr(target, n, follow_symlinks=follow)  # type: ignore[arg-type]
+            v = os.getxattr(target, n, follow_symlinks=follow)
         except OSError as e:
             if e.errno in (errno.ENODATA, errno.ENOTSUP):
                 continue
@@ -103,7 +103,7 @@ def apply_xattrs(dir_fd: int, name: bytes, fd: int | None,
     warnings = []
     for k, v in xattrs:
         try:
-            os.setxattr(target, k, v, follow_symlinks=fd is not None)  # type: ignore[arg-type]
+            os.setxattr(target, k, v, follow_symlinks=fd is not None)
         except OSError as e:
             warnings.append(f"xattr {k.decode(errors='replace')}: {e.strerror}")
     return warnings

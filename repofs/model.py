@@ -1,4 +1,6 @@
-"""Trees, entries and snapshot records, and their strict decoders (repofs-format(5), TREES, SNAPSHOTS).
+"""Trees, entries and snapshot records, and their strict decoders.
+
+See repofs-format(5), TREES and SNAPSHOTS.
 
 A tree is one directory: its entries sorted by name. Names are bytes, as the
 file system gave them. Decoding rejects anything a hostile writer could use
@@ -8,6 +10,7 @@ unknown types, out-of-range numbers.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -135,7 +138,7 @@ def decode_tree(data: bytes, tree_id: str) -> list[Entry]:
     if f.integer("v") != spec.FORMAT_VERSION:
         raise f.fail("unknown version")
     entries = [decode_entry(r, "tree", tree_id) for r in f.items("e")]
-    for a, b in zip(entries, entries[1:], strict=False):
+    for a, b in itertools.pairwise(entries):
         if a.name >= b.name:
             raise f.fail("entries not sorted or a name is duplicated")
     return entries

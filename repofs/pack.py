@@ -160,7 +160,13 @@ def entry_from_list(row: object, kind: str, object_id: str, limit: int) -> BlobE
     )
     if not ok:
         raise IntegrityError(kind, object_id, "malformed blob entry")
-    blob_id, blob_type, nonce, offset, length, raw_len = row  # type: ignore[misc]
+    assert isinstance(row, list)
+    blob_id: bytes = row[0]
+    blob_type: int = row[1]
+    nonce: int = row[2]
+    offset: int = row[3]
+    length: int = row[4]
+    raw_len: int = row[5]
     if (
         blob_type not in spec.BLOB_NAMES
         or not 0 <= nonce < spec.PACK_MAX_BLOBS

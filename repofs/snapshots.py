@@ -11,7 +11,7 @@ joins it, and a snapshot that is referenced but missing is detected.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Protocol
 
 from repofs import spec
@@ -68,7 +68,7 @@ class SnapshotLog:
         verify_chain(snaps)
         return snaps
 
-    def resolve(self, ref: str, snaps: list[Snapshot] | None = None) -> Snapshot:
+    def resolve(self, ref: str, snaps: Sequence[Snapshot] | None = None) -> Snapshot:
         """A snapshot by full id, unique id prefix, name, or ``latest``."""
         snaps = self.list() if snaps is None else snaps
         if not snaps:
@@ -111,7 +111,7 @@ def heads(snaps: Iterable[Snapshot]) -> set[str]:
     return {s.id for s in snaps} - referenced
 
 
-def verify_chain(snaps: list[Snapshot]) -> None:
+def verify_chain(snaps: Sequence[Snapshot]) -> None:
     """Every prev must exist and be older in seq: else a snapshot was removed or replayed."""
     by_id = {s.id: s for s in snaps}
     for s in snaps:
