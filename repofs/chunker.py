@@ -64,6 +64,9 @@ class Chunker:
             buf, eof = _fill(read, carry)
             if not buf:
                 return
+            if eof and len(buf) <= self.min_size:
+                yield memoryview(buf)  # no cut point can lie before min_size
+                return
             lengths = self.boundaries(buf)
             if not eof:
                 lengths.pop()  # possibly cut short by the buffer end: redo with more data
@@ -77,12 +80,15 @@ class Chunker:
 
 def _fill(read: Callable[[int], bytes], carry: bytes) -> tuple[bytes, bool]:
     """Read until READ_SIZE bytes are buffered or the stream ends (pipes return little)."""
-    parts = [carry]
+    parts = [carry] if carry else []
     have = len(carry)
+    eof = False
     while have < READ_SIZE:
         data = read(READ_SIZE - have)
         if not data:
-            return b"".join(parts), True
+            eof = True
+            break
         parts.append(data)
         have += len(data)
-    return b"".join(parts), False
+    buf = parts[0] if len(parts) == 1 else b"".join(parts)  # a single read is not copied
+    return buf, eof

@@ -14,12 +14,14 @@ from __future__ import annotations
 import errno
 import os
 import stat
+from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
-from repofs import fsmeta
+from repofs import fsmeta, spec
 from repofs.errors import IntegrityError, RepofsError, UnsafePath
 from repofs.model import BLOCK, CHAR, DIR, FIFO, FILE, SYMLINK, Entry
 from repofs.patterns import PatternSet
@@ -42,6 +44,57 @@ class RestoreStats:
     others: int = 0
     bytes_written: int = 0
     warnings: list[str] = field(default_factory=list)
+
+
+class _Prefetch:
+    """Reads, decrypts and verifies chunks in worker threads ahead of the writer.
+
+    AES-GCM and zstd release the GIL, so while the main thread writes one file
+    the next files' chunks are being fetched. Chunks are queued in the order
+    the restore will ask for them; at most ``window`` bytes are in flight.
+    """
+
+    def __init__(self, repo: Repository, window: int = 64 * 1024 * 1024) -> None:
+        self.repo = repo
+        self.window = window
+        self.inflight = 0
+        self._pool = ThreadPoolExecutor(2, thread_name_prefix="repofs-restore")
+        self._queue: deque[tuple[int, bytes, Future[bytes]]] = deque()
+        self._todo: deque[tuple[int, bytes, int]] = deque()
+
+    def plan(self, files: list[Entry]) -> None:
+        """Queue the chunks of these files (in restore order) behind what is queued."""
+        for e in files:
+            for p in e.parts:
+                if p.chunk_id is not None:
+                    self._todo.append((id(e), p.chunk_id, p.size))
+        self._fill()
+
+    def _fill(self) -> None:
+        while self._todo and self.inflight < self.window:
+            key, chunk_id, size = self._todo.popleft()
+            fut = self._pool.submit(self.repo.read_blob, chunk_id, spec.BLOB_DATA)
+            self._queue.append((key, chunk_id, fut))
+            self.inflight += size
+
+    def chunk(self, e: Entry, chunk_id: bytes, size: int) -> bytes:
+        """The next chunk of ``e``; chunks queued for files that were skipped are dropped."""
+        while self._queue and self._queue[0][0] != id(e):
+            self._drop(self._queue.popleft())
+        if self._queue and self._queue[0][1] == chunk_id:
+            _, _, fut = self._queue.popleft()
+            self.inflight -= size
+            self._fill()
+            return fut.result()
+        return self.repo.read_blob(chunk_id, spec.BLOB_DATA)
+
+    def _drop(self, item: tuple[int, bytes, Future[bytes]]) -> None:
+        item[2].cancel()
+        loc = self.repo.index.lookup(item[1], spec.BLOB_DATA)
+        self.inflight -= loc.entry.raw_len
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
 
 
 class _Dir:
@@ -79,6 +132,10 @@ class _Dir:
                 raise
         return self._fd
 
+    @property
+    def opened(self) -> bool:
+        return self._fd is not None
+
     def close(self) -> None:
         if self._fd is not None:
             os.close(self._fd)
@@ -97,6 +154,7 @@ class Restorer:
         self.progress = progress
         self._as_root = os.geteuid() == 0
         self._links: dict[int, list[bytes]] = {}
+        self._prefetch = _Prefetch(repo)
 
     def shown(self, parts: list[bytes]) -> str:
         return os.fsdecode(os.path.join(os.fsencode(self.target), *parts) if parts
@@ -115,9 +173,11 @@ class Restorer:
             if entry.type == DIR:
                 self._restore_children(root, entry, path, 0)
             else:
+                self._prefetch.plan([entry])
                 self._restore_entry(root, entry, path)
         finally:
             root.close()
+            self._prefetch.close()
         return self.stats
 
     # -- traversal -------------------------------------------------------------------
@@ -130,24 +190,32 @@ class Restorer:
         assert entry.subtree is not None
         if depth > 2048:
             raise IntegrityError("tree", entry.subtree.hex(), "nested too deep")
-        for child in self.repo.load_tree(entry.subtree):
+        children = self.repo.load_tree(entry.subtree)
+        self._prefetch.plan([
+            c for c in children
+            if c.type == FILE and self._selected(path.rstrip(b"/") + b"/" + c.name)
+            and (c.hardlink is None or c.hardlink not in self._links)
+        ])
+        # Files first, then subdirectories: the order the prefetcher queued them in.
+        for child in sorted(children, key=lambda c: c.type == DIR):
             child_path = path.rstrip(b"/") + b"/" + child.name
             if self.opts.excludes and self.opts.excludes.matches(child_path):
                 continue
-            if child.type == DIR:
-                sub = _Dir(self, d, child.name, child)
-                try:
-                    if self._selected(child_path):
-                        sub.fd()
-                    self._restore_children(sub, child, child_path, depth + 1)
-                    if sub.created or (sub._fd is not None):
-                        self._finish_dir(d, sub, child)
-                except UnsafePath as e:
-                    self.stats.warnings.append(str(e))
-                finally:
-                    sub.close()
-            elif self._selected(child_path):
-                self._restore_entry(d, child, child_path)
+            if child.type != DIR:
+                if self._selected(child_path):
+                    self._restore_entry(d, child, child_path)
+                continue
+            sub = _Dir(self, d, child.name, child)
+            try:
+                if self._selected(child_path):
+                    sub.fd()
+                self._restore_children(sub, child, child_path, depth + 1)
+                if sub.created or sub.opened:
+                    self._finish_dir(d, sub, child)
+            except UnsafePath as e:
+                self.stats.warnings.append(str(e))
+            finally:
+                sub.close()
 
     def _finish_dir(self, parent: _Dir, sub: _Dir, entry: Entry) -> None:
         self.stats.dirs += 1
@@ -188,12 +256,18 @@ class Restorer:
                      | os.O_CLOEXEC, 0o600, dir_fd=dfd)
         try:
             try:
-                for offset, data, _size in self.repo.iter_chunks(e):
-                    if data is not None:
+                offset = 0
+                for p in e.parts:
+                    if p.chunk_id is not None:
+                        data = self._prefetch.chunk(e, p.chunk_id, p.size)
+                        if len(data) != p.size:
+                            raise IntegrityError("chunk", p.chunk_id.hex(),
+                                                 "size differs from the tree")
                         _pwrite_all(fd, data, offset)
                         self.stats.bytes_written += len(data)
                         if self.progress:
                             self.progress(self.stats)
+                    offset += p.size
                 os.ftruncate(fd, e.size)
             except (IntegrityError, RepofsError, OSError):
                 os.unlink(e.name, dir_fd=dfd)  # ours (O_EXCL): never leave partial data
