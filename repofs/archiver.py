@@ -129,10 +129,11 @@ class Archiver:
                       mtime_ns=now, ctime_ns=now, user=fsmeta.user_name(os.getuid()),
                       group=fsmeta.group_name(os.getgid()), size=size, parts=parts)]
 
-    def _store_stream(self, stream: IO[bytes]) -> tuple[tuple[Part, ...], int]:
+    def _store_stream(self, stream: IO[bytes],
+                      size_hint: int | None = None) -> tuple[tuple[Part, ...], int]:
         parts = []
         size = 0
-        for chunk in self.chunker.chunks(stream.read):
+        for chunk in self.chunker.chunks(stream.readinto, size_hint):  # type: ignore[attr-defined]
             parts.append(Part(self.session.add(spec.BLOB_DATA, chunk), len(chunk)))
             size += len(chunk)
             self.stats.bytes_read += len(chunk)
@@ -332,7 +333,8 @@ class Archiver:
     def _read_file(self, fd: int, size: int, blocks: int) -> tuple[Part, ...]:
         self.stats.files_read += 1
         if blocks * 512 >= size or size == 0:
-            return self._store_stream(os.fdopen(fd, "rb", buffering=0, closefd=False))[0]
+            stream = os.fdopen(fd, "rb", buffering=0, closefd=False)
+            return self._store_stream(stream, size)[0]
         parts: list[Part] = []
         pos = 0
         for off, length in fsmeta.data_extents(fd, size):
@@ -341,13 +343,13 @@ class Archiver:
             os.lseek(fd, off, os.SEEK_SET)
             remaining = length
 
-            def read(n: int, _fd: int = fd) -> bytes:
+            def readinto(view: memoryview, _fd: int = fd) -> int:
                 nonlocal remaining
-                data = os.read(_fd, min(n, remaining))
-                remaining -= len(data)
-                return data
+                n = os.readv(_fd, [view[: min(len(view), remaining)]]) if remaining else 0
+                remaining -= n
+                return n
 
-            for chunk in self.chunker.chunks(read):
+            for chunk in self.chunker.chunks(readinto, length):
                 parts.append(Part(self.session.add(spec.BLOB_DATA, chunk), len(chunk)))
                 self.stats.bytes_read += len(chunk)
             pos = off + length - remaining

@@ -48,7 +48,7 @@ class Chunker:
         self._table = permutation(chunker_key)
         self.min_size, self.avg_size, self.max_size = min_size, avg_size, max_size
 
-    def boundaries(self, buf: bytes) -> list[int]:
+    def boundaries(self, buf: bytes | bytearray) -> list[int]:
         """Lengths of the chunks FastCDC finds in ``buf`` (the last may be cut by its end)."""
         keyed = buf.translate(self._table)
         return [
@@ -56,39 +56,50 @@ class Chunker:
             for c in fastcdc_cy(keyed, self.min_size, self.avg_size, self.max_size)
         ]
 
-    def chunks(self, read: Callable[[int], bytes]) -> Iterator[memoryview]:
-        """Yield the chunks of the stream ``read(n)`` returns, until it returns b""."""
-        carry = b""
+    def chunks(self, readinto: Callable[[memoryview], int | None],
+               size_hint: int | None = None) -> Iterator[memoryview]:
+        """Yield the chunks of a stream, read with ``readinto(buffer)`` until it returns 0.
+
+        Each fill reads into a fresh buffer (chunks handed out earlier may still be
+        queued for compression in another thread), so only the carried tail is copied.
+        ``size_hint`` (a file's size) keeps buffers of small files small; one byte
+        more than the hint is asked for, so EOF is seen without another read.
+        """
+        carry = memoryview(b"")
         eof = False
+        left = size_hint
         while not eof:
-            buf, eof = _fill(read, carry)
-            if not buf:
+            want = READ_SIZE if left is None else min(READ_SIZE, max(left, 0) + 1)
+            buf = bytearray(len(carry) + want)
+            buf[: len(carry)] = carry
+            have, eof = _fill(readinto, buf, len(carry))
+            if left is not None:
+                left -= have - len(carry)
+            if have == 0:
                 return
-            if eof and len(buf) <= self.min_size:
-                yield memoryview(buf)  # no cut point can lie before min_size
+            if have < len(buf):
+                del buf[have:]
+            view = memoryview(buf)
+            if eof and have <= self.min_size:
+                yield view  # no cut point can lie before min_size
                 return
             lengths = self.boundaries(buf)
             if not eof:
                 lengths.pop()  # possibly cut short by the buffer end: redo with more data
-            view = memoryview(buf)
             pos = 0
             for n in lengths:
                 yield view[pos : pos + n]
                 pos += n
-            carry = bytes(view[pos:])
+            carry = view[pos:]
 
 
-def _fill(read: Callable[[int], bytes], carry: bytes) -> tuple[bytes, bool]:
-    """Read until READ_SIZE bytes are buffered or the stream ends (pipes return little)."""
-    parts = [carry] if carry else []
-    have = len(carry)
-    eof = False
-    while have < READ_SIZE:
-        data = read(READ_SIZE - have)
-        if not data:
-            eof = True
-            break
-        parts.append(data)
-        have += len(data)
-    buf = parts[0] if len(parts) == 1 else b"".join(parts)  # a single read is not copied
-    return buf, eof
+def _fill(readinto: Callable[[memoryview], int | None], buf: bytearray,
+          have: int) -> tuple[int, bool]:
+    """Fill ``buf`` from ``have`` on; pipes return little at a time. Returns (bytes, eof)."""
+    with memoryview(buf) as view:
+        while have < len(buf):
+            n = readinto(view[have:])
+            if not n:
+                return have, True
+            have += n
+    return have, False
