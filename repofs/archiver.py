@@ -286,6 +286,9 @@ class Archiver:
                 return self._entry(name, st, FILE, parts=parts, size=size, hardlink=hlid,
                                    xattrs=self._xattrs(dfd, name, None, path))
             hlid = len(self._hardlinks)
+        cached = self._unchanged(path, st)
+        if cached is not None:  # not even opened: the lstat matched the files cache
+            return self._file_entry(dfd, name, path, st, None, cached, hlid)
         try:
             fd = os.open(name, _OPEN_FLAGS | getattr(os, "O_NOATIME", 0), dir_fd=dfd)
         except PermissionError:
@@ -302,33 +305,41 @@ class Archiver:
             if (fst.st_ino, fst.st_dev) != (st.st_ino, st.st_dev):
                 self.warn(path, "replaced while being read, skipped")
                 return None
-            xattrs = self._xattrs(dfd, name, fd, path)
-            cached = self.cache.lookup(path, fst) if self.opts.use_files_cache else None
-            if cached is not None and all(
-                p.chunk_id is None or self.session.known(p.chunk_id) for p in cached
-            ):
-                self.stats.files_unchanged += 1
-                parts = cached
+            parts = self._read_file(fd, fst.st_size, st.st_blocks)
+            after = os.fstat(fd)
+            if (after.st_mtime_ns, after.st_size, after.st_ctime_ns) != (
+                fst.st_mtime_ns, fst.st_size, fst.st_ctime_ns):
+                self.warn(path, "changed while being read")
+            elif self.opts.use_files_cache:
                 self.cache.remember(path, fst, parts)
-            else:
-                parts = self._read_file(fd, fst.st_size, st.st_blocks)
-                after = os.fstat(fd)
-                if (after.st_mtime_ns, after.st_size, after.st_ctime_ns) != (
-                    fst.st_mtime_ns, fst.st_size, fst.st_ctime_ns):
-                    self.warn(path, "changed while being read")
-                else:
-                    self.cache.remember(path, fst, parts)
-            size = sum(p.size for p in parts)
-            if hlid is not None:
-                self._hardlinks[(st.st_dev, st.st_ino)] = (hlid, parts, size)
-                self._hl_counts[hlid] = 1
-            return self._entry(name, fst, FILE, parts=parts, size=size, hardlink=hlid,
-                               xattrs=xattrs)
+            return self._file_entry(dfd, name, path, fst, fd, parts, hlid)
         except OSError as e:
             self.warn(path, f"read error: {e.strerror}")
             return None
         finally:
             os.close(fd)
+
+    def _unchanged(self, path: bytes, st: os.stat_result) -> tuple[Part, ...] | None:
+        """The content list from the files cache, if the file and all its chunks are known."""
+        if not self.opts.use_files_cache:
+            return None
+        cached = self.cache.lookup(path, st)
+        if cached is None or not all(
+            p.chunk_id is None or self.session.known(p.chunk_id) for p in cached
+        ):
+            return None
+        self.stats.files_unchanged += 1
+        self.cache.remember(path, st, cached)
+        return cached
+
+    def _file_entry(self, dfd: int, name: bytes, path: bytes, st: os.stat_result,
+                    fd: int | None, parts: tuple[Part, ...], hlid: int | None) -> Entry:
+        size = sum(p.size for p in parts)
+        if hlid is not None:
+            self._hardlinks[(st.st_dev, st.st_ino)] = (hlid, parts, size)
+            self._hl_counts[hlid] = 1
+        return self._entry(name, st, FILE, parts=parts, size=size, hardlink=hlid,
+                           xattrs=self._xattrs(dfd, name, fd, path))
 
     def _read_file(self, fd: int, size: int, blocks: int) -> tuple[Part, ...]:
         self.stats.files_read += 1
