@@ -168,14 +168,14 @@ class LocalStore:
         tmp = self.root / _TMP_DIR / f".{secrets.token_hex(16)}"
         fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW, FILE_MODE)
         try:
-            _write_all(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        try:
+            try:
+                _write_all(fd, data)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
             os.link(tmp, directory / name)
         finally:
-            tmp.unlink()  # our own temp name, never an object
+            tmp.unlink()  # our own temp name, never an object; also after a failed write
         _fsync_dir(directory)
 
 
