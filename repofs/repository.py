@@ -20,10 +20,12 @@ from pathlib import Path
 from repofs import crypto, keys, spec
 from repofs.envelope import HEADER_LEN, CannotRead, ObjectCipher, new_object, open_object
 from repofs.errors import (
+    BadKeyFile,
     IntegrityError,
     PathNotFound,
     RepositoryNotFound,
     UnsupportedVersion,
+    WrongPassphrase,
 )
 from repofs.index import BlobIndex, Location, decode_segment, encode_segment
 from repofs.model import DIR, Entry, decode_tree
@@ -78,7 +80,16 @@ class Repository:
         files = [(n, store.get(spec.NS_KEYS, n)) for n in sorted(store.list(spec.NS_KEYS))]
         if not files:
             raise RepositoryNotFound(f"{path} has no key files")
-        repo = cls(store, keys.unlock(files, passphrase, repo_id))
+        intact = [(n, d) for n, d in files if crypto.object_name(d) == n]
+        try:
+            master = keys.unlock(intact, passphrase, repo_id)
+        except (WrongPassphrase, BadKeyFile):
+            damaged = [n for n, _ in files if (n, _) not in intact]
+            if damaged:  # say so: "wrong passphrase" would send the user the wrong way
+                raise IntegrityError("key file", damaged[0],
+                                     "content does not match its name") from None
+            raise
+        repo = cls(store, master)
         repo.load_index()
         return repo
 
