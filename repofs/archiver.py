@@ -81,6 +81,8 @@ class Archiver:
     # -- entry points ------------------------------------------------------------------
     def run(self) -> Snapshot:
         start = time.time_ns()
+        if self.opts.name is not None:
+            self.session.repo.snapshots.ensure_name_free(self.opts.name)
         paths: list[bytes]
         if self.opts.stdin_name is not None:
             root, paths = self._stdin_root(), [b"/" + self.opts.stdin_name]
@@ -88,8 +90,6 @@ class Archiver:
             paths = _outermost(self.opts.paths)
             root = self._paths_root(paths)
         tree_id = self.session.add(spec.BLOB_TREE, encode_tree(root))
-        if self.opts.use_files_cache and self.opts.stdin_name is None:
-            self.cache.save()
         s = self.stats
         body = SnapshotBody(
             tree=tree_id, paths=tuple(paths), host=self.opts.host or socket.gethostname(),
@@ -99,7 +99,10 @@ class Archiver:
                    "files_unchanged": s.files_unchanged, "bytes_total": s.bytes_total,
                    "bytes_read": s.bytes_read},
         )
-        return self.session.commit(body, start)
+        snapshot = self.session.commit(body, start)
+        if self.opts.use_files_cache and self.opts.stdin_name is None:
+            self.cache.save()  # only once the chunks it names are committed
+        return snapshot
 
     def warn(self, path: bytes, message: str) -> None:
         self.stats.warnings.append(f"{os.fsdecode(path)}: {message}")

@@ -86,11 +86,17 @@ class SnapshotLog:
             raise AmbiguousSnapshot(f"snapshot prefix {ref!r} matches {len(hits)} snapshots")
         raise SnapshotNotFound(f"no snapshot {ref!r}")
 
+    def ensure_name_free(self, name: str, snaps: Sequence[Snapshot] | None = None) -> None:
+        """Refuse a snapshot name that is taken (checked before and again at commit)."""
+        snaps = self.list() if snaps is None else snaps
+        if any(s.body and s.body.name == name for s in snaps):
+            raise NameTaken(f"a snapshot named {name!r} already exists")
+
     def commit(self, body: SnapshotBody, time_ns: int) -> Snapshot:
         """Write a new snapshot on top of every current head: the commit point of create."""
         snaps = self.list()
-        if body.name is not None and any(s.body and s.body.name == body.name for s in snaps):
-            raise NameTaken(f"a snapshot named {body.name!r} already exists")
+        if body.name is not None:
+            self.ensure_name_free(body.name, snaps)
         head = SnapshotHead(
             seq=max((s.head.seq for s in snaps), default=-1) + 1,
             prev=tuple(sorted(bytes.fromhex(h) for h in heads(snaps))),
