@@ -69,7 +69,9 @@ class Chunker:
         eof = False
         left = size_hint
         while not eof:
-            want = READ_SIZE if left is None else min(READ_SIZE, max(left, 0) + 1)
+            # Past the hint (a file growing while read, a /proc file of st_size 0), read
+            # whole buffers again: one byte per read would re-chunk the carry for every byte.
+            want = READ_SIZE if left is None or left <= 0 else min(READ_SIZE, left + 1)
             buf = bytearray(len(carry) + want)
             buf[: len(carry)] = carry
             have, eof = _fill(readinto, buf, len(carry))
