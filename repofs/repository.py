@@ -60,6 +60,7 @@ class Repository:
         self._ciphers: OrderedDict[str, ObjectCipher] = OrderedDict()
         self._trees: OrderedDict[bytes, list[Entry]] = OrderedDict()
         self._lock = threading.Lock()
+        self._segments: set[str] = set()  # index segments already read
         self.snapshots = SnapshotLog(self)
 
     # -- open / init ------------------------------------------------------------------
@@ -126,11 +127,15 @@ class Repository:
 
     # -- index ---------------------------------------------------------------------------
     def load_index(self) -> None:
+        """Read the index segments not read yet (again later: a mount sees new snapshots)."""
         for name in sorted(self.store.list(spec.NS_INDEX)):
+            if name in self._segments:
+                continue
             data = self.get_verified(spec.NS_INDEX, name, "index segment")
             cipher = self.open_cipher(data[:HEADER_LEN], spec.KIND_INDEX, name)
             for pack, entries in decode_segment(cipher, data):
                 self.index.add_pack(pack, entries)
+            self._segments.add(name)
 
     def write_index_segment(self, packs: list[tuple[str, list[BlobEntry]]]) -> str:
         cipher = self.new_cipher(spec.KIND_INDEX, spec.MODE_SHARED)
