@@ -17,6 +17,7 @@
     ├── PathNotFound                 a path is not in a snapshot
     ├── UnsafePath                   a stored name or target that would escape
     ├── SourceFailed                 a backup source (stdin command) failed
+    ├── MountFailed                  a mount could not be set up or taken down
     └── IntegrityError               "corrupt or tampered": every check that fails
                                      on bytes read from storage
 
@@ -84,6 +85,10 @@ class UnsafePath(RepofsError):
 
 class SourceFailed(RepofsError):
     """A backup source failed (e.g. the command behind --stdin-from-command)."""
+
+
+class MountFailed(RepofsError):
+    """``repofs mount`` could not mount, or ``repofs umount`` could not unmount."""
 
 
 class IntegrityError(RepofsError):
