@@ -91,11 +91,11 @@ def unwrap(data: bytes, name: str, passphrase: bytes, repo_id: bytes) -> MasterK
     """Open one key file; None if the passphrase does not fit, errors if the file is bad."""
     try:
         f = spec.Fields(spec.unpack(data, "key file", name), "key file", name)
+        version, kind, capability = f.integer("v"), f.text("type"), f.text("capability")
     except IntegrityError as e:
         raise BadKeyFile(f"key file {name} is malformed") from e
-    if f.integer("v") != spec.FORMAT_VERSION or f.text("type") != "repofs-key":
+    if version != spec.FORMAT_VERSION or kind != "repofs-key":
         raise BadKeyFile(f"key file {name} has an unknown version or type")
-    capability = f.text("capability")
     if capability not in (CAP_FULL, CAP_WRITE_ONLY):
         raise BadKeyFile(f"key file {name} has an unknown capability")
     try:
@@ -114,20 +114,27 @@ def unwrap(data: bytes, name: str, passphrase: bytes, repo_id: bytes) -> MasterK
         plain = crypto.open_sealed(kek, 0, wrapped, _AAD + capability.encode())
     except crypto.AuthenticationFailed:
         return None
-    k = spec.Fields(spec.unpack(plain, "key file", name), "key file", name)
-    if not crypto.same(k.blob("repo_id", size=32), repo_id):
+    try:
+        k = spec.Fields(spec.unpack(plain, "key file", name), "key file", name)
+        file_repo_id = k.blob("repo_id", size=32)
+        private = k.blob("repo_private", size=32) if capability == CAP_FULL else None
+        id_key, chunker_key = k.blob("id_key", size=32), k.blob("chunker_key", size=32)
+        shared_key, repo_public = k.blob("shared_key", size=32), k.blob("repo_public", size=32)
+    except IntegrityError as e:
+        raise BadKeyFile(f"key file {name} is malformed") from e
+    if not crypto.same(file_repo_id, repo_id):
         raise IntegrityError("config", "config", "repository id does not match the key files")
     reader = None
-    if capability == CAP_FULL:
-        reader = crypto.X25519Pair(k.blob("repo_private", size=32))
-        if not crypto.same(reader.public, k.blob("repo_public", size=32)):
+    if private is not None:
+        reader = crypto.X25519Pair(private)
+        if not crypto.same(reader.public, repo_public):
             raise BadKeyFile(f"key file {name} holds an inconsistent key pair")
     return MasterKeys(
         repo_id=repo_id,
-        id_key=k.blob("id_key", size=32),
-        chunker_key=k.blob("chunker_key", size=32),
-        shared_key=k.blob("shared_key", size=32),
-        repo_public=k.blob("repo_public", size=32),
+        id_key=id_key,
+        chunker_key=chunker_key,
+        shared_key=shared_key,
+        repo_public=repo_public,
         reader=reader,
         capability=capability,
         key_name=name,
@@ -141,14 +148,20 @@ def unlock(files: list[tuple[str, bytes]], passphrase: bytes, repo_id: bytes) ->
     users out; it is reported only if no key file opens at all.
     """
     bad: list[str] = []
+    foreign: IntegrityError | None = None
     for name, data in files:
         try:
             keys = unwrap(data, name, passphrase, repo_id)
         except BadKeyFile as e:
             bad.append(str(e))
             continue
+        except IntegrityError as e:  # opens, but for another repository: planted or wrong config
+            foreign = e
+            continue
         if keys is not None:
             return keys
+    if foreign is not None:
+        raise foreign
     if bad and len(bad) == len(files):
         raise BadKeyFile("; ".join(bad))
     raise WrongPassphrase("wrong passphrase: no key file of this repository opens with it")
