@@ -12,7 +12,7 @@ import sys
 import traceback
 
 import click
-from repofs_cli import cmd_create, cmd_init, cmd_read, cmd_restore
+from repofs_cli import cmd_create, cmd_init, cmd_mount, cmd_read, cmd_restore
 
 from repofs import __version__
 from repofs.errors import RepofsError
@@ -26,7 +26,7 @@ def cli() -> None:
     """repofs: deduplicating, encrypted, append-only backups."""
 
 
-for module in (cmd_init, cmd_create, cmd_read, cmd_restore):
+for module in (cmd_init, cmd_create, cmd_read, cmd_restore, cmd_mount):
     for command in module.COMMANDS:
         cli.add_command(command)
 

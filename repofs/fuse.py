@@ -1,0 +1,453 @@
+"""The FUSE adapter: serves a ``vfs.SnapshotFS`` through pyfuse3 in a trio loop.
+
+The only module that imports pyfuse3 and trio, and the only async one. Only
+FUSEError leaves a handler: an OSError keeps its errno; a repository error
+(corrupt or tampered data) becomes EIO and a log line naming the object,
+never zeros; anything else EIO and a traceback. Work that may block on the
+repository (a lookup or opendir that loads a tree, a read that fetches
+chunks) runs in worker threads, so one slow request does not stall the
+others; reads fetch the chunks they need in parallel and start fetching the
+next ones of a sequential reader. Content never changes: the kernel keeps
+entries, attributes and pages for long (``keep_cache``).
+
+Also here: the mount options (read-only, ``default_permissions``, and
+``nosuid,nodev`` for root), forking the daemon (``mount`` returns once the
+kernel has initialised the file system), SIGINT/SIGTERM (unmount and exit),
+and ``unmount``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import logging.handlers
+import os
+import re
+import select
+import shutil
+import signal
+import subprocess
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyfuse3
+import trio
+
+from repofs.errors import MountFailed, RepofsError
+from repofs.vfs import Attr, SnapshotFS
+
+log = logging.getLogger("repofs.mount")
+READY = b"ready"
+_THREADS = 16  # blocking requests served at once
+_AHEAD = 8  # chunks fetched ahead of sequential readers at once
+_READY_TIMEOUT = 120.0
+
+
+@dataclass(frozen=True)
+class MountConfig:
+    allow_other: bool = False
+    foreground: bool = False
+    log_file: str | None = None
+
+
+def fuse_options(config: MountConfig, euid: int) -> set[str]:
+    """Read-only, kernel permission checks always; no setuid or devices for root mounts."""
+    opts = {"fsname=repofs", "subtype=repofs", "ro", "default_permissions"}
+    if euid == 0:
+        opts |= {"nosuid", "nodev"}
+    if config.allow_other:
+        opts.add("allow_other")
+    return opts
+
+
+def _entry(ino: int, a: Attr) -> pyfuse3.EntryAttributes:
+    e = pyfuse3.EntryAttributes()
+    e.st_ino = ino
+    e.generation = 0
+    e.entry_timeout = a.entry_ttl
+    e.attr_timeout = a.attr_ttl
+    e.st_mode = a.mode
+    e.st_nlink = a.nlink
+    e.st_uid = a.uid
+    e.st_gid = a.gid
+    e.st_rdev = a.rdev
+    e.st_size = a.size
+    e.st_blksize = 128 * 1024
+    e.st_blocks = a.blocks
+    e.st_atime_ns = a.mtime_ns  # access times are not stored
+    e.st_mtime_ns = a.mtime_ns
+    e.st_ctime_ns = a.ctime_ns
+    return e
+
+
+@contextlib.contextmanager
+def _errors(what: str) -> Iterator[None]:
+    """Turn every exception into a FUSEError: the only kind a handler may raise."""
+    try:
+        yield
+    except pyfuse3.FUSEError:
+        raise
+    except OSError as e:
+        raise pyfuse3.FUSEError(e.errno or errno.EIO) from None
+    except RepofsError as e:
+        log.error("%s: %s", what, e)
+        raise pyfuse3.FUSEError(errno.EIO) from None
+    except Exception:
+        log.exception("%s failed", what)
+        raise pyfuse3.FUSEError(errno.EIO) from None
+
+
+def _rofs() -> pyfuse3.FUSEError:
+    return pyfuse3.FUSEError(errno.EROFS)
+
+
+class _Ops(pyfuse3.Operations):
+    supports_dot_lookup = False  # the kernel resolves '.' and '..' itself
+    enable_acl = True  # the kernel checks stored POSIX ACLs, not only the mode bits
+
+    def __init__(self, fs: SnapshotFS, ready: Callable[[], None] | None) -> None:
+        super().__init__()
+        self.fs = fs
+        self._ready = ready
+        self._limiter = trio.CapacityLimiter(_THREADS)
+        self._ahead_limiter = trio.CapacityLimiter(_AHEAD)
+        self._ahead = 0
+        self.nursery: trio.Nursery | None = None
+
+    def init(self) -> None:
+        if self._ready is not None:  # the kernel's INIT is answered: requests are served
+            self._ready()
+            self._ready = None
+
+    # -- names and attributes ---------------------------------------------------------
+    async def lookup(self, parent_inode: int, name: bytes,
+                     ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+        with _errors("lookup"):
+            ino, attr = await trio.to_thread.run_sync(self.fs.lookup, parent_inode, name,
+                                                      limiter=self._limiter)
+            return _entry(ino, attr)
+
+    async def forget(self, inode_list: Sequence[tuple[int, int]]) -> None:
+        try:
+            self.fs.forget(inode_list)
+        except Exception:  # forget must not raise
+            log.exception("forget failed")
+
+    async def getattr(self, inode: int, ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+        with _errors("getattr"):
+            return _entry(inode, self.fs.getattr(inode))
+
+    async def readlink(self, inode: int, ctx: pyfuse3.RequestContext) -> bytes:
+        with _errors("readlink"):
+            return self.fs.readlink(inode)
+
+    async def listxattr(self, inode: int, ctx: pyfuse3.RequestContext) -> Sequence[bytes]:
+        with _errors("listxattr"):
+            return self.fs.listxattr(inode)
+
+    async def getxattr(self, inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> bytes:
+        with _errors("getxattr"):
+            return self.fs.getxattr(inode, name)
+
+    async def statfs(self, ctx: pyfuse3.RequestContext) -> pyfuse3.StatvfsData:
+        with _errors("statfs"):
+            st = pyfuse3.StatvfsData()
+            st.f_bsize = st.f_frsize = 4096
+            st.f_blocks = st.f_bfree = st.f_bavail = 0
+            st.f_files = self.fs.statfs().inodes
+            st.f_ffree = st.f_favail = 0
+            st.f_namemax = self.fs.statfs().name_max
+            return st
+
+    # -- directories ------------------------------------------------------------------
+    async def opendir(self, inode: int, ctx: pyfuse3.RequestContext) -> int:
+        with _errors("opendir"):
+            return await trio.to_thread.run_sync(self.fs.opendir, inode, limiter=self._limiter)
+
+    async def readdir(self, fh: int, start_id: int, token: pyfuse3.ReaddirToken) -> None:
+        def reply(name: bytes, ino: int, attr: Attr, next_id: int) -> bool:
+            return pyfuse3.readdir_reply(token, name, _entry(ino, attr), next_id)
+
+        with _errors("readdir"):
+            self.fs.readdir(fh, start_id, reply)
+
+    async def releasedir(self, fh: int) -> None:
+        self.fs.releasedir(fh)
+
+    # -- files ------------------------------------------------------------------------
+    async def open(self, inode: int, flags: int, ctx: pyfuse3.RequestContext) -> pyfuse3.FileInfo:
+        with _errors("open"):
+            return pyfuse3.FileInfo(fh=self.fs.open(inode, flags), keep_cache=True)
+
+    async def release(self, fh: int) -> None:
+        self.fs.release(fh)
+
+    async def read(self, fh: int, off: int, size: int) -> bytes | memoryview:  # type: ignore[override]
+        # pyfuse3 takes any buffer: a read inside one chunk is answered without a copy
+        with _errors("read"):
+            plan = self.fs.plan_read(fh, off, size)
+            chunks: dict[bytes, bytes] = {}
+            missing = []
+            for cid, n in plan.needed():
+                data = self.fs.cache.peek(cid)
+                if data is None:
+                    missing.append((cid, n))
+                else:
+                    chunks[cid] = data
+            self._read_ahead(plan.ahead)
+            if missing:
+                failed: list[tuple[bytes, Exception]] = []
+                async with trio.open_nursery() as nursery:
+                    for cid, n in missing:
+                        nursery.start_soon(self._fetch, cid, n, chunks, failed)
+                if failed:
+                    cid, e = failed[0]
+                    if isinstance(e, RepofsError):
+                        log.error("read of %s: chunk %s: %s", plan.label, cid.hex(), e)
+                        raise pyfuse3.FUSEError(errno.EIO)
+                    raise e
+            return plan.assemble(chunks)
+
+    async def _fetch(self, cid: bytes, n: int, out: dict[bytes, bytes],
+                     failed: list[tuple[bytes, Exception]]) -> None:
+        try:
+            out[cid] = await trio.to_thread.run_sync(self.fs.cache.get, cid, n,
+                                                     limiter=self._limiter)
+        except Exception as e:
+            failed.append((cid, e))
+
+    def _read_ahead(self, ahead: list[tuple[bytes, int]]) -> None:
+        for cid, n in ahead:
+            if self.nursery is None or self._ahead >= _AHEAD:
+                return
+            if not self.fs.cache.busy(cid):
+                self._ahead += 1
+                self.nursery.start_soon(self._prefetch, cid, n)
+
+    async def _prefetch(self, cid: bytes, n: int) -> None:
+        try:
+            await trio.to_thread.run_sync(self.fs.cache.get, cid, n, limiter=self._ahead_limiter)
+        except Exception as e:  # the read that needs the chunk fetches it again and reports
+            log.debug("read-ahead of chunk %s failed: %s", cid.hex(), e)
+        finally:
+            self._ahead -= 1
+
+    # -- everything that would write: a read-only file system -------------------------
+    async def setattr(self, inode: int, attr: pyfuse3.EntryAttributes,
+                      fields: pyfuse3.SetattrFields, fh: int | None,
+                      ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+        raise _rofs()
+
+    async def mknod(self, parent_inode: int, name: bytes, mode: int, rdev: int,
+                    ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+        raise _rofs()
+
+    async def mkdir(self, parent_inode: int, name: bytes, mode: int,
+                    ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+        raise _rofs()
+
+    async def unlink(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
+        raise _rofs()
+
+    async def rmdir(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
+        raise _rofs()
+
+    async def symlink(self, parent_inode: int, name: bytes, target: bytes,
+                      ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+        raise _rofs()
+
+    async def rename(self, parent_inode_old: int, name_old: bytes, parent_inode_new: int,
+                     name_new: bytes, flags: int, ctx: pyfuse3.RequestContext) -> None:
+        raise _rofs()
+
+    async def link(self, inode: int, new_parent_inode: int, new_name: bytes,
+                   ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+        raise _rofs()
+
+    async def create(self, parent_inode: int, name: bytes, mode: int, flags: int,
+                     ctx: pyfuse3.RequestContext
+                     ) -> tuple[pyfuse3.FileInfo, pyfuse3.EntryAttributes]:
+        raise _rofs()
+
+    async def write(self, fh: int, off: int, buf: bytes) -> int:
+        raise _rofs()
+
+    async def setxattr(self, inode: int, name: bytes, value: bytes,
+                       ctx: pyfuse3.RequestContext) -> None:
+        raise _rofs()
+
+    async def removexattr(self, inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
+        raise _rofs()
+
+
+# -- running ---------------------------------------------------------------------------
+async def _on_signals() -> None:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for signum in signals:
+            log.info("%s: unmounting", signal.Signals(signum).name)
+            pyfuse3.terminate()
+            return
+
+
+async def _serve(ops: _Ops) -> None:
+    async with trio.open_nursery() as nursery:
+        ops.nursery = nursery
+        nursery.start_soon(_on_signals)
+        await pyfuse3.main()
+        nursery.cancel_scope.cancel()
+
+
+def _run(fs: SnapshotFS, mountpoint: str, config: MountConfig,
+         ready: Callable[[], None] | None) -> None:
+    ops = _Ops(fs, ready)
+    try:
+        pyfuse3.init(ops, mountpoint, fuse_options(config, os.geteuid()))
+    except RuntimeError as e:
+        raise MountFailed(f"cannot mount on {mountpoint}: {e}") from None
+    try:
+        trio.run(_serve, ops)
+    finally:
+        pyfuse3.close(unmount=mount_type(mountpoint) is not None)
+    log.info("unmounted %s", mountpoint)
+
+
+def _setup_logging(log_file: str | None, foreground: bool) -> None:
+    handlers: list[logging.Handler] = []
+    if log_file is not None:
+        handlers.append(logging.FileHandler(log_file))
+    if foreground:
+        handlers.append(logging.StreamHandler(sys.stderr))
+    elif log_file is None and Path("/dev/log").exists():
+        handlers.append(logging.handlers.SysLogHandler("/dev/log"))
+    fmt = logging.Formatter("%(asctime)s repofs-mount[%(process)d] %(levelname)s %(message)s")
+    root = logging.getLogger("repofs")
+    for h in handlers:
+        h.setFormatter(fmt)
+        root.addHandler(h)
+    root.setLevel(logging.INFO)
+
+
+def mount(fs: SnapshotFS, mountpoint: str, config: MountConfig) -> None:
+    """Mount ``fs``. In the foreground, serve until unmounted; else fork a daemon and
+    return once the kernel has initialised the file system (or raise why it did not)."""
+    mountpoint = os.path.abspath(mountpoint)
+    if not Path(mountpoint).is_dir():
+        raise MountFailed(f"{mountpoint} is not a directory")
+    if config.foreground:
+        _setup_logging(config.log_file, foreground=True)
+        _run(fs, mountpoint, config, None)
+        return
+    rfd, wfd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child starts a new session and leaves the daemon behind
+        os.close(rfd)
+        code = 2
+        try:
+            os.setsid()
+            if os.fork() == 0:
+                _daemon(fs, mountpoint, config, wfd)
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(wfd)
+    os.waitpid(pid, 0)
+    try:
+        message = _read_until_closed(rfd, _READY_TIMEOUT)
+    finally:
+        os.close(rfd)
+    if message != READY:
+        raise MountFailed(message.decode(errors="replace").strip()
+                          or "the mount daemon exited before the file system was ready")
+
+
+def _read_until_closed(fd: int, timeout: float) -> bytes:
+    out = b""
+    while True:
+        ready, _, _ = select.select([fd], [], [], timeout)
+        if not ready:
+            return b"the mount daemon did not become ready in time"
+        data = os.read(fd, 4096)
+        if not data:
+            return out
+        out += data
+
+
+def _daemon(fs: SnapshotFS, mountpoint: str, config: MountConfig, wfd: int) -> None:
+    """The daemon: serve until unmounted, then exit; never returns to the caller."""
+    sent = False
+
+    def ready() -> None:
+        nonlocal sent
+        sent = True
+        os.write(wfd, READY)
+        os.close(wfd)
+
+    code = 0
+    try:
+        os.chdir("/")
+        _setup_logging(config.log_file, foreground=False)
+        null = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(null, fd)
+        os.close(null)
+        log.info("serving %s", mountpoint)
+        _run(fs, mountpoint, config, ready)
+    except BaseException as e:
+        code = 2
+        log.exception("mount failed")
+        if not sent:
+            with contextlib.suppress(OSError):
+                os.write(wfd, str(e).encode() or type(e).__name__.encode())
+    finally:
+        logging.shutdown()
+        os._exit(code)
+
+
+# -- unmounting ------------------------------------------------------------------------
+def _canonical(path: str | bytes) -> bytes:
+    """An absolute path with symlinks resolved, except the last component (it may be a
+    dead mount, which cannot be stat'ed)."""
+    p = os.path.abspath(os.fsencode(path))
+    head, tail = os.path.split(p)
+    return os.path.join(os.path.realpath(head), tail) if tail else p
+
+
+def mount_type(path: str | bytes) -> str | None:
+    """The file system type mounted at ``path`` (the topmost), or None."""
+    target = _canonical(path)
+    found = None
+    with open("/proc/self/mountinfo", "rb") as f:
+        for line in f:
+            fields = line.split()
+            sep = fields.index(b"-")
+            point = re.sub(rb"\\([0-7]{3})", lambda m: bytes([int(m.group(1), 8)]), fields[4])
+            if point == target:
+                found = fields[sep + 1].decode(errors="replace")
+    return found
+
+
+def unmount(mountpoint: str) -> None:
+    """Unmount a repofs mount, also when its daemon died (lazily if it is still busy)."""
+    target = _canonical(mountpoint)
+    kind = mount_type(target)
+    if kind is None:
+        raise MountFailed(f"{mountpoint} is not mounted")
+    if kind != "fuse.repofs":
+        raise MountFailed(f"{mountpoint} is not a repofs mount ({kind})")
+    tool = shutil.which("fusermount3")
+    if tool is None:
+        raise MountFailed("fusermount3 not found: install fuse3")
+    first = subprocess.run([tool, "-u", target], capture_output=True, check=False)
+    if first.returncode == 0:
+        return
+    lazy = subprocess.run([tool, "-u", "-z", target], capture_output=True, check=False)
+    if lazy.returncode != 0:
+        raise MountFailed(lazy.stderr.decode(errors="replace").strip()
+                          or first.stderr.decode(errors="replace").strip()
+                          or f"cannot unmount {mountpoint}")
+
+
+__all__ = ["MountConfig", "fuse_options", "mount", "mount_type", "unmount"]
