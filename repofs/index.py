@@ -60,12 +60,20 @@ class BlobIndex:
         self._packs: list[str] = []
         self._pack_no: dict[str, int] = {}
         self._blobs: dict[bytes, tuple[int, BlobEntry]] = {}
+        # A chunk and a tree with the same plaintext share their keyed id (a file may hold
+        # a tree's exact bytes): the type seen second lives here, so neither hides the other.
+        self._other: dict[tuple[int, bytes], tuple[int, BlobEntry]] = {}
 
     def __len__(self) -> int:
-        return len(self._blobs)
+        return len(self._blobs) + len(self._other)
 
     def __contains__(self, blob_id: bytes) -> bool:
         return blob_id in self._blobs
+
+    def has(self, blob_id: bytes, blob_type: int) -> bool:
+        hit = self._blobs.get(blob_id)
+        return hit is not None and (hit[1].blob_type == blob_type
+                                    or (blob_type, blob_id) in self._other)
 
     def add_pack(self, pack: str, entries: Iterable[BlobEntry]) -> None:
         no = self._pack_no.get(pack)
@@ -73,10 +81,13 @@ class BlobIndex:
             no = self._pack_no[pack] = len(self._packs)
             self._packs.append(pack)
         for e in entries:
-            self._blobs.setdefault(e.blob_id, (no, e))
+            if self._blobs.setdefault(e.blob_id, (no, e))[1].blob_type != e.blob_type:
+                self._other.setdefault((e.blob_type, e.blob_id), (no, e))
 
     def lookup(self, blob_id: bytes, blob_type: int) -> Location:
         hit = self._blobs.get(blob_id)
+        if hit is not None and hit[1].blob_type != blob_type:
+            hit = self._other.get((blob_type, blob_id), hit)
         name = spec.BLOB_NAMES.get(blob_type, "blob")
         if hit is None:
             raise IntegrityError(name, blob_id.hex(), "not in any index segment (missing)")

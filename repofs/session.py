@@ -55,15 +55,15 @@ class WriteSession:
         self._builders = {spec.BLOB_DATA: PackBuilder(), spec.BLOB_TREE: PackBuilder()}
         self._writes: deque[Future[tuple[str, list[BlobEntry]]]] = deque()
         self._written: list[tuple[str, list[BlobEntry]]] = []
-        self._seen: set[bytes] = set()
+        self._seen: dict[int, set[bytes]] = {t: set() for t in self._builders}
 
     def add(self, blob_type: int, data: bytes | memoryview) -> bytes:
         """Store a blob unless the repository has it; return its id."""
         blob_id = self.repo.blob_id(data)
-        if blob_id in self._seen or blob_id in self.repo.index:
+        if self.known(blob_id, blob_type):  # by type: a chunk never stands in for a tree
             self.stats.blobs_dedup += 1
             return blob_id
-        self._seen.add(blob_id)
+        self._seen[blob_type].add(blob_id)
         self.stats.blobs_new += 1
         self.stats.bytes_new_raw += len(data)
         fut = self._cpu.submit(_compress, self.codec, data)
@@ -72,8 +72,8 @@ class WriteSession:
             self._drain_one()
         return blob_id
 
-    def known(self, blob_id: bytes) -> bool:
-        return blob_id in self._seen or blob_id in self.repo.index
+    def known(self, blob_id: bytes, blob_type: int = spec.BLOB_DATA) -> bool:
+        return blob_id in self._seen[blob_type] or self.repo.index.has(blob_id, blob_type)
 
     def _drain_one(self) -> None:
         blob_id, blob_type, raw_len, fut = self._queue.popleft()
