@@ -1,0 +1,52 @@
+"""Every frozen fixture repository (tests/compat/v*/) must stay readable, byte for byte.
+
+Fixtures are made once per released format version by make_fixture.py and never
+regenerated; a failure here means a change broke reading an existing repository.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.compat.make_fixture import describe
+
+HERE = Path(__file__).parent
+FIXTURES = sorted(p for p in HERE.iterdir() if (p / "manifest.json").is_file())
+
+
+def test_there_is_a_fixture_for_the_current_version() -> None:
+    from repofs.spec import FORMAT_VERSION
+
+    assert (HERE / f"v{FORMAT_VERSION}" / "manifest.json").is_file()
+
+
+@pytest.mark.parametrize("fixture", FIXTURES, ids=lambda p: p.name)
+def test_fixture_restores_exactly(fixture: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
+    manifest = json.loads((fixture / "manifest.json").read_text())
+    work = tmp_path_factory.mktemp("compat")
+    repo = work / "repo"
+    shutil.copytree(fixture / "repo", repo)  # git does not keep 0440; work on a copy
+    env = {**os.environ, "REPOFS_PASSPHRASE": manifest["passphrase"], "REPOFS_NO_PROGRESS": "1"}
+
+    def run(*args: str) -> bytes:
+        return subprocess.run(["repofs", *args, "-r", str(repo)], env=env, check=True,
+                              stdout=subprocess.PIPE).stdout
+
+    listed = {s["id"]: s for s in json.loads(run("snapshots", "--json"))}
+    assert set(listed) == {s["id"] for s in manifest["snapshots"]}
+    for snap in manifest["snapshots"]:
+        if "stdin" in snap:
+            data = run("dump", snap["id"], snap["stdin"])
+            assert hashlib.sha256(data).hexdigest() == snap["sha256"]
+            continue
+        assert listed[snap["id"]]["name"] == snap["name"]
+        target = work / f"restore-{snap['id'][:8]}"
+        run("restore", f"{snap['name']}:{snap['root']}", "--target", str(target))
+        assert describe(target) == snap["tree"]

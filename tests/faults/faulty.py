@@ -1,0 +1,49 @@
+"""A LocalStore that fails its Nth mutating call, the ways storage really fails.
+
+Modes:
+- ``eio`` / ``enospc``: the call raises that OSError and writes nothing;
+- ``crash-before``: the process "dies" before the object is linked: nothing of
+  it survives (an unsynced file is lost in a power cut);
+- ``crash-after``: the object is completely written and fsynced, then the
+  process dies before it could act on that (the acknowledgement is lost).
+``put`` (objects) is the only mutating call of the writer interface.
+"""
+
+from __future__ import annotations
+
+import errno
+from pathlib import Path
+
+from repofs.store import LocalStore
+
+MODES = ("eio", "enospc", "crash-before", "crash-after")
+POINTS: list[str] = []  # every injection point exercised, reported at the end of the run
+
+
+class SimulatedCrash(BaseException):
+    """Not an Exception: nothing in repofs may catch a power cut and carry on."""
+
+
+class FaultyStore(LocalStore):
+    def __init__(self, root: Path, fail_at: int, mode: str) -> None:
+        super().__init__(root)
+        self.fail_at = fail_at
+        self.mode = mode
+        self.calls = 0
+
+    @property
+    def fired(self) -> bool:
+        return self.calls >= self.fail_at
+
+    def put(self, namespace: str, name: str, data: bytes | memoryview) -> bool:
+        self.calls += 1
+        if self.calls != self.fail_at:
+            return super().put(namespace, name, data)
+        if self.mode == "eio":
+            raise OSError(errno.EIO, "injected I/O error")
+        if self.mode == "enospc":
+            raise OSError(errno.ENOSPC, "injected: no space left on device")
+        if self.mode == "crash-before":
+            raise SimulatedCrash
+        super().put(namespace, name, data)
+        raise SimulatedCrash
