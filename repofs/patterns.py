@@ -35,10 +35,15 @@ def _translate(pattern: bytes) -> bytes:
             if j == -1:
                 out.append(re.escape(c))
             else:
-                body = pattern[i + 1 : j].replace(b"\\", b"\\\\")
+                body = pattern[i + 1 : j].replace(b"\\", b"\\\\").replace(b"[", b"\\[")
                 if body.startswith(b"!"):
-                    body = b"^" + body[1:]
-                out.append(b"[" + body + b"]")
+                    body = b"^/" + body[1:]  # like * and ?, a class never matches '/'
+                cls = b"[" + body + b"]"
+                try:
+                    re.compile(cls)
+                except re.error:  # "[]", "[z-a]": no usable class, so the bracket is literal
+                    cls = re.escape(pattern[i : j + 1])
+                out.append(cls)
                 i = j
         else:
             out.append(re.escape(c))
@@ -82,4 +87,5 @@ class PatternSet:
 
 def read_pattern_file(data: bytes) -> list[bytes]:
     """One pattern a line; blank lines and lines starting with ``#`` are skipped."""
-    return [ln.strip() for ln in data.splitlines() if ln.strip() and not ln.startswith(b"#")]
+    return [ln.strip() for ln in data.splitlines()
+            if ln.strip() and not ln.strip().startswith(b"#")]
