@@ -9,6 +9,7 @@ import click
 from repofs_cli import output
 from repofs_cli.common import json_option, open_repo, repo_option
 
+from repofs import audit
 from repofs.archiver import Archiver, CreateOptions, CreateStats
 from repofs.compression import Codec
 from repofs.patterns import PatternSet, read_pattern_file
@@ -88,6 +89,11 @@ def create(repo: Path, paths: tuple[Path, ...], excludes: tuple[str, ...],
         snap = archiver.run()
     progress.done()
     st, ws = archiver.stats, session.stats
+    audit.event("create", repo=r.id, key=r.keys.key_name, path=repo.absolute(),
+                snapshot=snap.id, name=name, tags=tags, files=st.files,
+                bytes_added=ws.bytes_stored, warnings=len(st.warnings),
+                paths=[str(p) for p in paths] if command is None else None,
+                stdin_name=stdin_name)
     for w in st.warnings:
         output.warn(w)
     if as_json:

@@ -8,6 +8,7 @@ import click
 from repofs_cli import output, passphrase
 from repofs_cli.common import json_option, repo_option
 
+from repofs import audit
 from repofs.repository import Repository
 
 
@@ -17,6 +18,7 @@ from repofs.repository import Repository
 def init(repo: Path, as_json: bool) -> None:
     """Create a new, empty, encrypted repository at --repo."""
     r = Repository.init(repo, passphrase.get(confirm=True))
+    audit.event("init", repo=r.id, key=r.keys.key_name, path=repo.absolute())
     if as_json:
         output.emit_json({"repository": str(repo), "id": r.id, "key": r.keys.key_name})
     else:

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 from repofs_cli.common import open_repo, repo_option
 
-from repofs import fuse
+from repofs import audit, fuse
 from repofs.vfs import Presentation, SnapshotFS
 
 
@@ -57,9 +57,19 @@ def mount(repo: Path, mountpoint: Path, ref: str | None, foreground: bool, allow
         raise click.ClickException("this key cannot read snapshot contents")
     snap = r.snapshots.resolve(ref) if ref is not None else None
     fs = SnapshotFS(r, Presentation(uid=uid, gid=gid, umask=umask or 0), snap)
+
+    def audit_mount() -> None:  # logged once served: at once in the foreground, else when ready
+        audit.event("mount", repo=r.id, key=r.keys.key_name, path=repo.absolute(),
+                    mountpoint=mountpoint.absolute(), snapshot=snap.id if snap else None,
+                    allow_other=allow_other, foreground=foreground)
+
+    if foreground:
+        audit_mount()
     fuse.mount(fs, str(mountpoint), fuse.MountConfig(
         allow_other=allow_other, foreground=foreground,
         log_file=str(log_file.absolute()) if log_file is not None else None))
+    if not foreground:
+        audit_mount()
 
 
 @click.command("umount")
@@ -67,6 +77,7 @@ def mount(repo: Path, mountpoint: Path, ref: str | None, foreground: bool, allow
 def umount(mountpoint: Path) -> None:
     """Unmount a repofs mount (also when its daemon was killed)."""
     fuse.unmount(str(mountpoint))
+    audit.event("umount", mountpoint=mountpoint.absolute())
 
 
 COMMANDS = [mount, umount]

@@ -11,6 +11,7 @@ import click
 from repofs_cli import output
 from repofs_cli.common import json_option, open_repo, repo_option
 
+from repofs import audit
 from repofs.model import DIR, Entry, Snapshot
 
 _TYPE_CHAR = {"f": "-", "d": "d", "l": "l", "b": "b", "c": "c", "p": "p"}
@@ -40,6 +41,7 @@ def snapshots(repo: Path, hosts: tuple[str, ...], tags: tuple[str, ...],
               paths: tuple[str, ...], as_json: bool) -> None:
     """List snapshots, oldest first."""
     r = open_repo(repo)
+    audit.event("snapshots", repo=r.id, key=r.keys.key_name, path=repo.absolute())
     snaps = r.snapshots.list()
     want_paths = {os.fsencode(os.path.abspath(p)) for p in paths}
 
@@ -116,6 +118,8 @@ def ls(repo: Path, snapshot: str, path: str, long_: bool, recursive: bool,
         raise click.ClickException("this key cannot read snapshot contents")
     bpath = os.fsencode(path)
     entry = r.lookup_path(snap.body.tree, bpath)
+    audit.event("ls", repo=r.id, key=r.keys.key_name, path=repo.absolute(), snapshot=snap.id,
+                source=path)
     base = b"/" + bpath.strip(b"/") if bpath.strip(b"/") else b""
     if entry.type != DIR:
         items = iter([(base, entry)])

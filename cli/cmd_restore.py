@@ -10,6 +10,7 @@ import click
 from repofs_cli import output
 from repofs_cli.common import json_option, open_repo, repo_option
 
+from repofs import audit
 from repofs.model import DIR
 from repofs.patterns import PatternSet
 from repofs.restorer import RestoreOptions, Restorer, RestoreStats, dump
@@ -53,6 +54,9 @@ def restore(repo: Path, snapshot: str, target: Path, includes: tuple[str, ...],
     where = b"/" + bpath.strip(b"/") if entry.type == DIR else bpath
     stats = Restorer(r, target, opts, show if progress.enabled else None).run(entry, where)
     progress.done()
+    audit.event("restore", repo=r.id, key=r.keys.key_name, path=repo.absolute(),
+                snapshot=snap.id, source=path or "/", target=target.absolute(),
+                files=stats.files, bytes=stats.bytes_written, warnings=len(stats.warnings))
     for w in stats.warnings:
         output.warn(w)
     if as_json:
@@ -78,6 +82,8 @@ def dump_cmd(repo: Path, snapshot: str, path: str) -> None:
         raise click.ClickException("this key cannot read snapshot contents")
     entry = r.lookup_path(snap.body.tree, os.fsencode(path))
     dump(r, entry, sys.stdout.buffer)
+    audit.event("dump", repo=r.id, key=r.keys.key_name, path=repo.absolute(),
+                snapshot=snap.id, source=path)
 
 
 COMMANDS = [restore, dump_cmd]
