@@ -26,6 +26,14 @@ def cache_dir(repo_id: str) -> Path:
     return Path(base) / "repofs" / repo_id
 
 
+def _valid_part(chunk_id: object, size: object) -> bool:
+    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+        return False
+    if chunk_id is None:
+        return True
+    return isinstance(chunk_id, bytes) and len(chunk_id) == 32 and size <= spec.CHUNK_MAX
+
+
 class FilesCache:
     """path -> (stat key, parts); loaded whole, saved whole at the end of a create."""
 
@@ -46,12 +54,14 @@ class FilesCache:
 
     def lookup(self, path: bytes, st: os.stat_result) -> tuple[Part, ...] | None:
         row = self._old.get(self._k(path))
-        try:
-            if row is None or row[1] != [st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]:
-                return None
-            return tuple(Part(p[0], p[1]) for p in row[2])
-        except (TypeError, IndexError):
+        if not (isinstance(row, list) and len(row) == 3 and isinstance(row[2], list)
+                and row[1] == [st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]):
             return None
+        # A damaged cache must cost a re-read, never a crash or a wrong content list.
+        if not all(isinstance(p, list) and len(p) == 2 and _valid_part(p[0], p[1])
+                   for p in row[2]) or sum(p[1] for p in row[2]) != st.st_size:
+            return None
+        return tuple(Part(p[0], p[1]) for p in row[2])
 
     def remember(self, path: bytes, st: os.stat_result, parts: tuple[Part, ...]) -> None:
         self._new[self._k(path)] = [
