@@ -153,11 +153,23 @@ class Repository:
         except FileNotFoundError:
             raise IntegrityError("pack", pack, "missing") from None
         c = self.open_cipher(header, spec.KIND_PACK, pack)
+        self._check_pack_tail(pack, c)
         with self._lock:
             self._ciphers[pack] = c
             while len(self._ciphers) > 4096:
                 self._ciphers.popitem(last=False)
         return c
+
+    def _check_pack_tail(self, pack: str, cipher: ObjectCipher) -> None:
+        """Open the sealed trailer once per pack: blob reads alone never touch the tail,
+        so bytes appended to a pack or a changed trailer would otherwise go unnoticed."""
+        size = self.store.size(spec.NS_DATA, pack)
+        tail = self.store.get_range(spec.NS_DATA, pack, max(size - 4, 0), 4)
+        start = size - 4 - int.from_bytes(tail, "big")
+        if len(tail) != 4 or start < HEADER_LEN:
+            raise IntegrityError("pack", pack, "bad trailer length")
+        cipher.open(spec.TRAILER_NONCE, self.store.get_range(spec.NS_DATA, pack, start,
+                                                             size - 4 - start), b"trailer")
 
     def read_blob(self, blob_id: bytes, blob_type: int) -> bytes:
         """A blob's plaintext, verified against its keyed id."""
