@@ -140,7 +140,16 @@ def read_trailer(cipher: ObjectCipher, data: bytes) -> list[BlobEntry]:
     plain = cipher.open(spec.TRAILER_NONCE, data[start : len(data) - _TRAILER_LEN.size],
                         b"trailer")
     rows = spec.unpack(plain, "pack", cipher.object_id)
-    return [entry_from_list(r, "pack", cipher.object_id, start) for r in _as_list(rows, cipher)]
+    entries = [entry_from_list(r, "pack", cipher.object_id, start) for r in _as_list(rows, cipher)]
+    # The blobs tile the pack from the header to the trailer: no gap, overlap or extra bytes.
+    pos = HEADER_LEN
+    for e in sorted(entries, key=lambda e: e.offset):
+        if e.offset != pos:
+            raise IntegrityError("pack", cipher.object_id, "blobs do not fill the pack")
+        pos += e.length
+    if pos != start:
+        raise IntegrityError("pack", cipher.object_id, "blobs do not fill the pack")
+    return entries
 
 
 def _as_list(rows: object, cipher: ObjectCipher) -> list[object]:
