@@ -237,6 +237,28 @@ def test_truncated_packs(cut: int) -> None:
         read_trailer(reader_for(pack), pack[: HEADER_LEN + 4 + cut])
 
 
+def test_bytes_between_blobs_and_trailer_are_detected() -> None:
+    """The trailer still opens and every blob still reads: only the layout shows the gap."""
+    pack, entries = build(blob_list(3))
+    end = max(e.offset + e.length for e in entries)
+    for bad in (pack[:end] + b"\x00" + pack[end:], pack[:HEADER_LEN] + b"junk" + pack[HEADER_LEN:]):
+        with pytest.raises(IntegrityError, match="do not fill the pack"):
+            read_trailer(reader_for(pack), bad)
+
+
+def test_overlapping_or_sparse_entries_are_refused() -> None:
+    c = cipher()
+    body = bytes(200)
+    overlapping = [[b"a" * 32, 1, 0, HEADER_LEN, 100, 5],
+                   [b"b" * 32, 1, 1, HEADER_LEN + 50, 150, 5]]
+    for rows in (overlapping, [[b"a" * 32, 1, 0, HEADER_LEN + 100, 100, 5]],
+                 [[b"a" * 32, 1, 0, HEADER_LEN, 100, 5]]):
+        trailer = c.seal(spec.TRAILER_NONCE, spec.pack(rows), b"trailer")
+        pack = c.header + body + trailer + struct.pack(">I", len(trailer))
+        with pytest.raises(IntegrityError, match="do not fill the pack"):
+            read_trailer(c, pack)
+
+
 def test_trailer_length_out_of_range() -> None:
     pack, _ = build(blob_list(1))
     for tlen in (2**32 - 1, len(pack), len(pack) - HEADER_LEN - 3):
