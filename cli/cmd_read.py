@@ -26,7 +26,7 @@ def snapshot_json(s: Snapshot) -> dict[str, Any]:
     if s.body is not None:
         b = s.body
         d.update(host=b.host, user=b.user, tags=list(b.tags), name=b.name,
-                 paths=[output.show_path(p) for p in b.paths], tree=b.tree.hex(),
+                 paths=[output.json_path(p) for p in b.paths], tree=b.tree.hex(),
                  stats=b.stats)
     return d
 
@@ -71,14 +71,14 @@ def snapshots(repo: Path, hosts: tuple[str, ...], tags: tuple[str, ...],
 
 
 def entry_json(path: bytes, e: Entry) -> dict[str, Any]:
-    d: dict[str, Any] = {"path": output.show_path(path), "name": output.show_path(e.name),
+    d: dict[str, Any] = {"path": output.json_path(path), "name": output.json_path(e.name),
                          "type": {"f": "file", "d": "dir", "l": "symlink", "b": "blockdev",
                                   "c": "chardev", "p": "fifo"}[e.type],
                          "mode": e.mode, "uid": e.uid, "gid": e.gid, "user": e.user,
                          "group": e.group, "size": e.size, "mtime_ns": e.mtime_ns,
                          "ctime_ns": e.ctime_ns}
     if e.target is not None:
-        d["target"] = output.show_path(e.target)
+        d["target"] = output.json_path(e.target)
     if e.type in ("b", "c"):
         d["rdev"] = e.rdev
     if e.hardlink is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import re
 import sys
 from typing import Any
 
@@ -28,8 +29,18 @@ def show_path(path: bytes) -> str:
     return path.decode("utf-8", errors="backslashreplace")
 
 
+def json_path(path: bytes) -> str:
+    """A stored path for JSON: bytes that are not UTF-8 become lone surrogates (PEP 383),
+    written as \\udcXX, so every name is distinct and os.fsencode() gives its bytes back."""
+    return path.decode("utf-8", errors="surrogateescape")
+
+
+_SURROGATE = re.compile("[\udc80-\udcff]")
+
+
 def emit_json(obj: Any) -> None:
-    click.echo(json.dumps(obj, ensure_ascii=False, sort_keys=False))
+    text = json.dumps(obj, ensure_ascii=False, sort_keys=False)
+    click.echo(_SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text))
 
 
 def warn(message: str) -> None:
