@@ -95,7 +95,8 @@ def test_save_is_atomic_and_private(shm_dir: Path) -> None:
     assert (path.parent.stat().st_mode & 0o777) == 0o700
 
 
-def test_cache_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_cache_dir(monkeypatch: pytest.MonkeyPatch, shm_dir: Path) -> None:
+    tmp_path = shm_dir
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     assert cache_dir("abc") == tmp_path / "repofs" / "abc"
     monkeypatch.setenv("XDG_CACHE_HOME", "")

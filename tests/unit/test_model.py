@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import assume, given
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from repofs import spec
@@ -288,6 +288,7 @@ values = st.recursive(leaf, lambda inner: st.lists(inner, max_size=4)
                       | st.dictionaries(entry_keys, inner, max_size=6), max_leaves=20)
 
 
+@settings(max_examples=50)  # slow to generate; REPOFS_HYPOTHESIS_PROFILE=repofs-long
 @given(st.lists(st.dictionaries(entry_keys, values, max_size=16) | values, max_size=4))
 def test_hostile_records_give_integrity_error_only(raws: list) -> None:
     try:
@@ -296,6 +297,7 @@ def test_hostile_records_give_integrity_error_only(raws: list) -> None:
         pass
 
 
+@settings(max_examples=50)  # slow to generate; REPOFS_HYPOTHESIS_PROFILE=repofs-long
 @given(st.lists(entries(), max_size=3), st.data())
 def test_one_field_replaced_gives_integrity_error_or_valid(es: list[Entry],
                                                            data: st.DataObject) -> None:
@@ -389,6 +391,7 @@ snapshot_keys = st.sampled_from(["v", "seq", "prev", "time", "body", "tree", "pa
                                  "user", "tags", "name", "hardlinks", "stats"])
 
 
+@settings(max_examples=50)  # slow to generate; REPOFS_HYPOTHESIS_PROFILE=repofs-long
 @given(st.dictionaries(snapshot_keys, values, max_size=13), st.booleans())
 def test_hostile_snapshot_records(fields: dict, on_top: bool) -> None:
     for base, decode in ((head_record(), lambda d: decode_head(d, "s")),

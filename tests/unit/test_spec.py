@@ -5,7 +5,7 @@ from __future__ import annotations
 import tracemalloc
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from repofs import spec
@@ -248,6 +248,7 @@ def test_fail_names_the_object() -> None:
     assert "tree t1 is corrupt or tampered: detail here" in str(e)
 
 
+@settings(max_examples=50)  # slow to generate; REPOFS_HYPOTHESIS_PROFILE=repofs-long
 @given(st.dictionaries(st.text(max_size=4), values, max_size=5), st.text(max_size=4))
 def test_field_accessors_never_raise_anything_but_integrity_error(m: dict, key: str) -> None:
     f = fields(m)
