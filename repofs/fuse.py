@@ -11,9 +11,8 @@ next ones of a sequential reader. Content never changes: the kernel keeps
 entries, attributes and pages for long (``keep_cache``).
 
 Also here: the mount options (read-only, ``default_permissions``, and
-``nosuid,nodev`` for root), forking the daemon (``mount`` returns once the
-kernel has initialised the file system), SIGINT/SIGTERM (unmount and exit),
-and ``unmount``.
+``nosuid,nodev`` for root) and SIGINT/SIGTERM (unmount and exit); running
+in the background and unmounting are ``repofs.daemon``'s.
 """
 
 from __future__ import annotations
@@ -21,14 +20,8 @@ from __future__ import annotations
 import contextlib
 import errno
 import logging
-import logging.handlers
 import os
-import re
-import select
-import shutil
 import signal
-import subprocess
-import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,14 +29,13 @@ from pathlib import Path
 import pyfuse3
 import trio
 
+from repofs import daemon
 from repofs.errors import MountFailed, RepofsError
 from repofs.vfs import Attr, SnapshotFS
 
 log = logging.getLogger("repofs.mount")
-READY = b"ready"
 _THREADS = 16  # blocking requests served at once
 _AHEAD = 8  # chunks fetched ahead of sequential readers at once
-_READY_TIMEOUT = 120.0
 
 
 @dataclass(frozen=True)
@@ -198,6 +190,8 @@ class _Ops(pyfuse3.Operations):
                 else:
                     chunks[cid] = data
             self._read_ahead(plan.ahead)
+            if plan.first and self.nursery is not None:
+                self.nursery.start_soon(self._prefetch_following, fh)
             if missing:
                 failed: list[tuple[bytes, Exception]] = []
                 async with trio.open_nursery() as nursery:
@@ -226,6 +220,15 @@ class _Ops(pyfuse3.Operations):
             if not self.fs.cache.busy(cid):
                 self._ahead += 1
                 self.nursery.start_soon(self._prefetch, cid, n)
+
+    async def _prefetch_following(self, fh: int) -> None:
+        try:
+            chunks = await trio.to_thread.run_sync(self.fs.following_chunks, fh,
+                                                   limiter=self._ahead_limiter)
+        except Exception as e:
+            log.debug("looking ahead of an open file failed: %s", e)
+            return
+        self._read_ahead(chunks)
 
     async def _prefetch(self, cid: bytes, n: int) -> None:
         try:
@@ -300,34 +303,20 @@ async def _serve(ops: _Ops) -> None:
         nursery.cancel_scope.cancel()
 
 
-def _run(fs: SnapshotFS, mountpoint: str, config: MountConfig,
-         ready: Callable[[], None] | None) -> None:
+def _serve_at(fs: SnapshotFS, mountpoint: str, config: MountConfig,
+              ready: Callable[[], None] | None) -> None:
+    daemon.tune_malloc()
     ops = _Ops(fs, ready)
     try:
         pyfuse3.init(ops, mountpoint, fuse_options(config, os.geteuid()))
     except RuntimeError as e:
         raise MountFailed(f"cannot mount on {mountpoint}: {e}") from None
+    log.info("serving %s", mountpoint)
     try:
         trio.run(_serve, ops)
     finally:
-        pyfuse3.close(unmount=mount_type(mountpoint) is not None)
+        pyfuse3.close(unmount=daemon.mount_type(mountpoint) is not None)
     log.info("unmounted %s", mountpoint)
-
-
-def _setup_logging(log_file: str | None, foreground: bool) -> None:
-    handlers: list[logging.Handler] = []
-    if log_file is not None:
-        handlers.append(logging.FileHandler(log_file))
-    if foreground:
-        handlers.append(logging.StreamHandler(sys.stderr))
-    elif log_file is None and Path("/dev/log").exists():
-        handlers.append(logging.handlers.SysLogHandler("/dev/log"))
-    fmt = logging.Formatter("%(asctime)s repofs-mount[%(process)d] %(levelname)s %(message)s")
-    root = logging.getLogger("repofs")
-    for h in handlers:
-        h.setFormatter(fmt)
-        root.addHandler(h)
-    root.setLevel(logging.INFO)
 
 
 def mount(fs: SnapshotFS, mountpoint: str, config: MountConfig) -> None:
@@ -337,117 +326,12 @@ def mount(fs: SnapshotFS, mountpoint: str, config: MountConfig) -> None:
     if not Path(mountpoint).is_dir():
         raise MountFailed(f"{mountpoint} is not a directory")
     if config.foreground:
-        _setup_logging(config.log_file, foreground=True)
-        _run(fs, mountpoint, config, None)
-        return
-    rfd, wfd = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child starts a new session and leaves the daemon behind
-        os.close(rfd)
-        code = 2
-        try:
-            os.setsid()
-            if os.fork() == 0:
-                _daemon(fs, mountpoint, config, wfd)
-            code = 0
-        finally:
-            os._exit(code)
-    os.close(wfd)
-    os.waitpid(pid, 0)
-    try:
-        message = _read_until_closed(rfd, _READY_TIMEOUT)
-    finally:
-        os.close(rfd)
-    if message != READY:
-        raise MountFailed(message.decode(errors="replace").strip()
-                          or "the mount daemon exited before the file system was ready")
+        daemon.setup_logging(config.log_file, foreground=True)
+        _serve_at(fs, mountpoint, config, None)
+    else:
+        daemon.detach(lambda ready: _serve_at(fs, mountpoint, config, ready), config.log_file)
 
 
-def _read_until_closed(fd: int, timeout: float) -> bytes:
-    out = b""
-    while True:
-        ready, _, _ = select.select([fd], [], [], timeout)
-        if not ready:
-            return b"the mount daemon did not become ready in time"
-        data = os.read(fd, 4096)
-        if not data:
-            return out
-        out += data
+unmount = daemon.unmount
 
-
-def _daemon(fs: SnapshotFS, mountpoint: str, config: MountConfig, wfd: int) -> None:
-    """The daemon: serve until unmounted, then exit; never returns to the caller."""
-    sent = False
-
-    def ready() -> None:
-        nonlocal sent
-        sent = True
-        os.write(wfd, READY)
-        os.close(wfd)
-
-    code = 0
-    try:
-        os.chdir("/")
-        _setup_logging(config.log_file, foreground=False)
-        null = os.open(os.devnull, os.O_RDWR)
-        for fd in (0, 1, 2):
-            os.dup2(null, fd)
-        os.close(null)
-        log.info("serving %s", mountpoint)
-        _run(fs, mountpoint, config, ready)
-    except BaseException as e:
-        code = 2
-        log.exception("mount failed")
-        if not sent:
-            with contextlib.suppress(OSError):
-                os.write(wfd, str(e).encode() or type(e).__name__.encode())
-    finally:
-        logging.shutdown()
-        os._exit(code)
-
-
-# -- unmounting ------------------------------------------------------------------------
-def _canonical(path: str | bytes) -> bytes:
-    """An absolute path with symlinks resolved, except the last component (it may be a
-    dead mount, which cannot be stat'ed)."""
-    p = os.path.abspath(os.fsencode(path))
-    head, tail = os.path.split(p)
-    return os.path.join(os.path.realpath(head), tail) if tail else p
-
-
-def mount_type(path: str | bytes) -> str | None:
-    """The file system type mounted at ``path`` (the topmost), or None."""
-    target = _canonical(path)
-    found = None
-    with open("/proc/self/mountinfo", "rb") as f:
-        for line in f:
-            fields = line.split()
-            sep = fields.index(b"-")
-            point = re.sub(rb"\\([0-7]{3})", lambda m: bytes([int(m.group(1), 8)]), fields[4])
-            if point == target:
-                found = fields[sep + 1].decode(errors="replace")
-    return found
-
-
-def unmount(mountpoint: str) -> None:
-    """Unmount a repofs mount, also when its daemon died (lazily if it is still busy)."""
-    target = _canonical(mountpoint)
-    kind = mount_type(target)
-    if kind is None:
-        raise MountFailed(f"{mountpoint} is not mounted")
-    if kind != "fuse.repofs":
-        raise MountFailed(f"{mountpoint} is not a repofs mount ({kind})")
-    tool = shutil.which("fusermount3")
-    if tool is None:
-        raise MountFailed("fusermount3 not found: install fuse3")
-    first = subprocess.run([tool, "-u", target], capture_output=True, check=False)
-    if first.returncode == 0:
-        return
-    lazy = subprocess.run([tool, "-u", "-z", target], capture_output=True, check=False)
-    if lazy.returncode != 0:
-        raise MountFailed(lazy.stderr.decode(errors="replace").strip()
-                          or first.stderr.decode(errors="replace").strip()
-                          or f"cannot unmount {mountpoint}")
-
-
-__all__ = ["MountConfig", "fuse_options", "mount", "mount_type", "unmount"]
+__all__ = ["MountConfig", "fuse_options", "mount", "unmount"]

@@ -7,14 +7,15 @@ what the kernel holds, not the size of the repository. A directory's tree is
 loaded on the first lookup or listing inside it: the first listing of a
 snapshot's root costs one tree, whatever the size of the snapshot.
 
-Methods may be called from several threads at once. The inode table is
-guarded by a lock that is never held while the repository is read. Errors
-are OSError with the errno the caller should see; errors of the repository
+Methods may be called from several threads at once; the inode table has its
+own lock (``inodes``), never held while the repository is read. Errors are
+OSError with the errno the caller should see; errors of the repository
 (IntegrityError: corrupt or tampered) pass through unchanged.
 """
 
 from __future__ import annotations
 
+import bisect
 import errno
 import itertools
 import logging
@@ -28,6 +29,7 @@ from typing import Protocol
 from repofs import spec
 from repofs.model import DIR, FILE, SYMLINK, Entry, Snapshot
 from repofs.vfs.history import HistoryView, find
+from repofs.vfs.inodes import ROOT, InodeTable
 from repofs.vfs.layout import Layout, contexts
 from repofs.vfs.nodes import (
     LONG_TTL,
@@ -41,9 +43,8 @@ from repofs.vfs.nodes import (
     layout_attr,
     stored_attr,
 )
-from repofs.vfs.reader import CACHE_BYTES, ChunkCache, OpenFile, ReadPlan
+from repofs.vfs.reader import CACHE_BYTES, ChunkCache, OpenFile, ReadPlan, first_chunks
 
-ROOT = 1
 REFRESH_SECONDS = 3.0
 _ACL_XATTRS = (b"system.posix_acl_access", b"system.posix_acl_default")
 log = logging.getLogger(__name__)
@@ -64,13 +65,6 @@ class Source(Protocol):
     def read_blob(self, blob_id: bytes, blob_type: int) -> bytes: ...
 
     def load_index(self) -> None: ...
-
-
-class _Node:
-    __slots__ = ("attr", "ino", "key", "lookups", "spec")
-
-    def __init__(self, ino: int, spec: Spec, key: tuple[object, ...], attr: Attr) -> None:
-        self.ino, self.spec, self.key, self.attr, self.lookups = ino, spec, key, attr, 0
 
 
 @dataclass
@@ -110,11 +104,8 @@ class SnapshotFS:
         self.cache = ChunkCache(lambda cid: source.read_blob(cid, spec.BLOB_DATA), cache_bytes)
         self._history = HistoryView(source, self.view)
         self._refresh_seconds, self._clock = refresh_seconds, clock
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards the open handles
         self._refreshing = threading.Lock()
-        self._nodes: dict[int, _Node] = {}
-        self._by_key: dict[tuple[object, ...], _Node] = {}
-        self._inos = itertools.count(ROOT + 1)
         self._handles = itertools.count(1)
         self._dirs: dict[int, _DirHandle] = {}
         self._files: dict[int, OpenFile] = {}
@@ -129,9 +120,7 @@ class SnapshotFS:
         else:
             root, self._fixed = Virtual(()), False
             self._layout = self._list(self._layout)
-        node = _Node(ROOT, root, ("root",), self._attr(root))
-        node.lookups = 1  # the kernel never forgets the root
-        self._nodes[ROOT] = node
+        self._inodes = InodeTable(root, self._attr(root), self._attr)
 
     # -- the snapshot list ------------------------------------------------------------
     def _list(self, old: Layout) -> Layout:
@@ -151,8 +140,7 @@ class SnapshotFS:
             layout = self._list(self._layout)
             if layout is not self._layout:
                 self._layout = layout
-                with self._lock:
-                    self._nodes[ROOT].attr = self._attr(self._nodes[ROOT].spec)
+                self._inodes.set_attr(ROOT, self._attr(self._inodes.spec(ROOT)))
         except Exception:
             log.exception("listing snapshots failed; showing the snapshots known before")
         finally:
@@ -170,41 +158,11 @@ class SnapshotFS:
             return self._history.attr(self._layout, s)
         return layout_attr(self.view, self._layout.time_ns)
 
-    def _node(self, ino: int) -> _Node:
-        node = self._nodes.get(ino)
-        if node is None:
-            raise FileNotFoundError(errno.ENOENT, f"inode {ino} is not known")
-        return node
-
-    def _obtain(self, parent: int, name: bytes, s: Spec, attr: Attr | None) -> _Node:
-        """The node for ``name`` in ``parent``; the caller holds the lock."""
-        key = s.key(parent, name) if isinstance(s, Stored) else (parent, name)
-        node = self._by_key.get(key)
-        if node is None:
-            node = _Node(next(self._inos), s, key, attr or self._attr(s))
-            self._nodes[node.ino] = node
-            self._by_key[key] = node
-        elif not isinstance(s, Stored):  # the layout may have changed since
-            node.spec, node.attr = s, attr or self._attr(s)
-        return node
-
-    def _drop(self, node: _Node) -> None:
-        if node.lookups <= 0 and node.ino != ROOT:
-            self._nodes.pop(node.ino, None)
-            if self._by_key.get(node.key) is node:
-                del self._by_key[node.key]
-
     def forget(self, items: Iterable[tuple[int, int]]) -> None:
-        with self._lock:
-            for ino, n in items:
-                node = self._nodes.get(ino)
-                if node is not None and ino != ROOT:
-                    node.lookups -= n
-                    self._drop(node)
+        self._inodes.forget(items)
 
     def getattr(self, ino: int) -> Attr:
-        with self._lock:
-            return self._node(ino).attr
+        return self._inodes.attr(ino)
 
     # -- directories ------------------------------------------------------------------
     def _tree(self, s: Spec) -> list[Entry]:
@@ -214,8 +172,7 @@ class SnapshotFS:
 
     def lookup(self, parent: int, name: bytes) -> tuple[int, Attr]:
         """Find ``name`` in directory ``parent``; the kernel now holds one more reference."""
-        with self._lock:
-            pspec = self._node(parent).spec
+        pspec = self._inodes.spec(parent)
         child: Spec | None
         attr = None
         if isinstance(pspec, Stored):
@@ -232,14 +189,10 @@ class SnapshotFS:
             raise NotADirectoryError(errno.ENOTDIR, "not a directory")
         if child is None:
             raise FileNotFoundError(errno.ENOENT, "no such entry")
-        with self._lock:
-            node = self._obtain(parent, name, child, attr)
-            node.lookups += 1
-            return node.ino, node.attr
+        return self._inodes.take(parent, name, child, attr)
 
     def opendir(self, ino: int) -> int:
-        with self._lock:
-            s = self._node(ino).spec
+        s = self._inodes.spec(ino)
         if isinstance(s, Stored):
             h = _DirHandle(ino, [], s, self._tree(s))
         elif isinstance(s, Virtual):
@@ -262,12 +215,12 @@ class SnapshotFS:
             h = self._dirs[fh]
         for i in range(start, len(h)):
             name, s, attr = h.item(i)
-            with self._lock:
-                node = self._obtain(h.ino, name, s, attr)
-                if not reply(name, node.ino, node.attr, i + 1):
-                    self._drop(node)
-                    return
-                node.lookups += 1
+
+            def accept(ino: int, a: Attr, name: bytes = name, i: int = i) -> bool:
+                return reply(name, ino, a, i + 1)
+
+            if not self._inodes.offer(h.ino, name, s, attr, accept):
+                return
 
     def releasedir(self, fh: int) -> None:
         with self._lock:
@@ -275,8 +228,7 @@ class SnapshotFS:
 
     # -- symlinks and xattrs ----------------------------------------------------------
     def readlink(self, ino: int) -> bytes:
-        with self._lock:
-            s = self._node(ino).spec
+        s = self._inodes.spec(ino)
         if isinstance(s, Link):
             return s.target
         if isinstance(s, Stored) and s.entry.type == SYMLINK and s.entry.target is not None:
@@ -286,8 +238,7 @@ class SnapshotFS:
     def _xattrs(self, ino: int) -> tuple[tuple[bytes, bytes], ...]:
         """Stored xattrs; ACLs are hidden when owners or modes are overridden, so the
         permissions the kernel checks are the ones shown."""
-        with self._lock:
-            s = self._node(ino).spec
+        s = self._inodes.spec(ino)
         if not isinstance(s, Stored):
             return ()
         v = self.view
@@ -305,29 +256,32 @@ class SnapshotFS:
         raise OSError(errno.ENODATA, "no such attribute")
 
     # -- files ------------------------------------------------------------------------
-    def _path(self, ino: int) -> str:
-        """Where an inode was found, for log lines (best effort: from the keys)."""
-        names: list[bytes] = []
-        node = self._nodes.get(ino)
-        while node is not None and len(node.key) == 2 and isinstance(node.key[1], bytes):
-            names.append(node.key[1])
-            parent = node.key[0]
-            node = self._nodes.get(parent) if isinstance(parent, int) else None
-        if node is not None and node.ino != ROOT and isinstance(node.spec, Stored):
-            names.append(node.spec.entry.name)  # a hardlink: its first name
-        return os.fsdecode(b"/".join(reversed(names)))
-
     def open(self, ino: int, flags: int) -> int:
         if flags & (os.O_WRONLY | os.O_RDWR | os.O_TRUNC | os.O_APPEND):
             raise OSError(errno.EROFS, "read-only file system")
+        s = self._inodes.spec(ino)
+        if not isinstance(s, Stored) or s.entry.type != FILE:
+            raise IsADirectoryError(errno.EISDIR, "not a regular file")
+        found = self._inodes.parent(ino)
+        origin = None
+        if found is not None and isinstance(found[0], Stored) and found[0].entry.subtree:
+            origin = (found[0].entry.subtree, found[1])
+        f = OpenFile(s.entry, f"{self._inodes.path(ino)} (snapshot {s.ctx.id})", origin)
         with self._lock:
-            node = self._node(ino)
-            s = node.spec
-            if not isinstance(s, Stored) or s.entry.type != FILE:
-                raise IsADirectoryError(errno.EISDIR, "not a regular file")
             fh = next(self._handles)
-            self._files[fh] = OpenFile(s.entry, f"{self._path(ino)} (snapshot {s.ctx.id})")
+            self._files[fh] = f
         return fh
+
+    def following_chunks(self, fh: int) -> list[tuple[bytes, int]]:
+        """First chunks of the files after this one in its directory (may load the tree):
+        a reader going through a directory file by file will want them next."""
+        with self._lock:
+            f = self._files.get(fh)
+        if f is None or f.origin is None:
+            return []
+        entries = self._source.load_tree(f.origin[0])
+        i = bisect.bisect_left(entries, f.origin[1], key=lambda e: e.name)
+        return first_chunks(entries, i)
 
     def release(self, fh: int) -> None:
         with self._lock:
@@ -343,8 +297,7 @@ class SnapshotFS:
         return plan.assemble({cid: self.cache.get(cid, n) for cid, n in plan.needed()})
 
     def statfs(self) -> FsStats:
-        with self._lock:
-            return FsStats(inodes=len(self._nodes))
+        return FsStats(inodes=len(self._inodes))
 
 
 __all__ = ["LONG_TTL", "ROOT", "FsStats", "SnapshotFS", "Source"]

@@ -140,7 +140,7 @@ def stored_attr(s: Stored, view: Presentation) -> Attr:
     return Attr(mode=TYPE_BITS[e.type] | view.perms(e.mode), uid=uid, gid=gid,
                 nlink=max(nlink, 1), size=size,
                 blocks=sparse_blocks(e) if e.type == FILE else 0, rdev=e.rdev,
-                mtime_ns=e.mtime_ns, ctime_ns=e.ctime_ns, attr_ttl=LONG_TTL)
+                mtime_ns=e.mtime_ns, ctime_ns=e.ctime_ns, attr_ttl=LONG_TTL, entry_ttl=LONG_TTL)
 
 
 def layout_attr(view: Presentation, time_ns: int, link: bytes | None = None) -> Attr:

@@ -42,6 +42,7 @@ class ReadPlan:
     label: str
     pieces: list[Piece] = field(default_factory=list)
     ahead: list[tuple[bytes, int]] = field(default_factory=list)
+    first: bool = False  # the first read of this open file: time to look at the next files
 
     def needed(self) -> list[tuple[bytes, int]]:
         """Distinct (chunk id, size) pairs, in file order."""
@@ -66,16 +67,25 @@ class ReadPlan:
 
 
 class OpenFile:
-    """An open file: its parts with their offsets, and where the last read ended."""
+    """An open file: its parts with their offsets, and where the last read ended.
 
-    def __init__(self, entry: Entry, label: str) -> None:
+    ``origin`` (the directory's tree id and the file's name) lets a reader find
+    the files that follow it: tar, cp and rsync read a directory's files in
+    order, so their first chunks are worth fetching ahead.
+    """
+
+    def __init__(self, entry: Entry, label: str,
+                 origin: tuple[bytes, bytes] | None = None) -> None:
         self.entry = entry
         self.label = label
+        self.origin = origin
         self.offsets = list(itertools.accumulate((p.size for p in entry.parts), initial=0))
         self._next = 0
+        self._started = False
 
     def plan(self, offset: int, size: int) -> ReadPlan:
-        plan = ReadPlan(self.label)
+        plan = ReadPlan(self.label, first=not self._started)
+        self._started = True
         end = min(offset + size, self.entry.size)
         if offset < 0 or offset >= end:
             return plan
@@ -98,6 +108,20 @@ class OpenFile:
                 i += 1
         self._next = end
         return plan
+
+
+def first_chunks(entries: list[Entry], after: int, max_files: int = 64,
+                 max_bytes: int = READAHEAD_BYTES) -> list[tuple[bytes, int]]:
+    """The first chunk of each file following ``entries[after]``, within the budgets."""
+    out: list[tuple[bytes, int]] = []
+    for e in entries[after + 1 : after + 1 + max_files]:
+        part = next((p for p in e.parts if p.chunk_id is not None), None)
+        if part is not None and part.chunk_id is not None:
+            out.append((part.chunk_id, part.size))
+            max_bytes -= part.size
+            if max_bytes <= 0:
+                break
+    return out
 
 
 class _Pending:

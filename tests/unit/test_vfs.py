@@ -380,6 +380,16 @@ def test_sequential_reads_ask_for_the_next_chunks(repo: FakeRepo) -> None:
     assert not f.plan(400, 10).ahead  # a jump: no read-ahead
 
 
+def test_opening_a_file_points_at_the_next_files_of_its_directory(repo: FakeRepo) -> None:
+    files = [file(repo, b"f%d" % i, b"data %d" % i) for i in range(5)]
+    s = repo.snapshot([*files, directory(repo, b"sub", [])])
+    fs = SnapshotFS(repo, snapshot=s)
+    fh = fs.open(fs.lookup(ROOT, b"f1")[0], 0)
+    want = [(p.chunk_id, p.size) for f in files[2:] for p in f.parts]
+    assert fs.following_chunks(fh) == want  # tar, cp and rsync read them next
+    assert fs.plan_read(fh, 0, 10).first and not fs.plan_read(fh, 0, 10).first
+
+
 def test_damaged_chunk_is_an_error_never_zeros(repo: FakeRepo) -> None:
     good = file(repo, b"good", b"fine data")
     bad = file(repo, b"bad", b"will be damaged")

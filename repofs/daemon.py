@@ -1,0 +1,182 @@
+"""Running a mount in the background, and taking mounts down.
+
+``detach`` forks a daemon (in a new session, detached from the terminal) and
+returns only once the daemon says the file system is ready, through a pipe;
+if the daemon fails first, its error is raised here, in the command the user
+ran. ``unmount`` works from the mount table alone, so it also frees a mount
+whose daemon was killed. Nothing here knows FUSE's API: ``repofs.fuse``
+passes in what to serve.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import ctypes.util
+import logging
+import logging.handlers
+import os
+import re
+import select
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from repofs.errors import MountFailed
+
+log = logging.getLogger("repofs.mount")
+READY = b"ready"
+READY_TIMEOUT = 120.0
+FSTYPE = "fuse.repofs"
+
+Serve = Callable[[Callable[[], None]], None]  # serve(ready): call ready() once serving
+
+
+def setup_logging(log_file: str | None, foreground: bool) -> None:
+    """Log lines go to ``log_file``, and to stderr in the foreground or syslog if detached."""
+    handlers: list[logging.Handler] = []
+    if log_file is not None:
+        handlers.append(logging.FileHandler(log_file))
+    if foreground:
+        handlers.append(logging.StreamHandler(sys.stderr))
+    elif log_file is None and Path("/dev/log").exists():
+        handlers.append(logging.handlers.SysLogHandler("/dev/log"))
+    fmt = logging.Formatter("%(asctime)s repofs-mount[%(process)d] %(levelname)s %(message)s")
+    root = logging.getLogger("repofs")
+    for h in handlers:
+        h.setFormatter(fmt)
+        root.addHandler(h)
+    root.setLevel(logging.INFO)
+
+
+def tune_malloc() -> None:
+    """Give chunk buffers back to the kernel as soon as they are freed.
+
+    Reads allocate and free buffers of about a chunk (1 MiB) in many threads.
+    glibc raises its mmap threshold after the first such free and then serves
+    them from per-thread heaps, where fragmentation grows the daemon's RSS far
+    beyond the chunk cache. A fixed threshold and two arenas keep RSS bounded.
+    """
+    m_mmap_threshold, m_arena_max = -3, -8  # from malloc.h
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.mallopt(m_mmap_threshold, 64 * 1024)
+        libc.mallopt(m_arena_max, 2)
+    except (OSError, AttributeError):  # not glibc: nothing to tune
+        log.debug("mallopt not available")
+
+
+def detach(serve: Serve, log_file: str | None) -> None:
+    """Run ``serve`` in a daemon; return once it is ready, or raise why it failed."""
+    rfd, wfd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child starts a new session and leaves the daemon behind
+        os.close(rfd)
+        code = 2
+        try:
+            os.setsid()
+            if os.fork() == 0:
+                _daemon(serve, log_file, wfd)
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(wfd)
+    os.waitpid(pid, 0)
+    try:
+        message = _read_until_closed(rfd, READY_TIMEOUT)
+    finally:
+        os.close(rfd)
+    if message != READY:
+        raise MountFailed(message.decode(errors="replace").strip()
+                          or "the mount daemon exited before the file system was ready")
+
+
+def _read_until_closed(fd: int, timeout: float) -> bytes:
+    out = b""
+    while True:
+        ready, _, _ = select.select([fd], [], [], timeout)
+        if not ready:
+            return b"the mount daemon did not become ready in time"
+        data = os.read(fd, 4096)
+        if not data:
+            return out
+        out += data
+
+
+def _daemon(serve: Serve, log_file: str | None, wfd: int) -> None:
+    """The daemon: serve until unmounted, then exit; never returns to the caller."""
+    sent = False
+
+    def ready() -> None:
+        nonlocal sent
+        sent = True
+        os.write(wfd, READY)
+        os.close(wfd)
+
+    code = 0
+    try:
+        os.chdir("/")
+        setup_logging(log_file, foreground=False)
+        null = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(null, fd)
+        os.close(null)
+        serve(ready)
+    except BaseException as e:
+        code = 2
+        log.exception("mount failed")
+        if not sent:  # else wfd is closed, and its number may be reused
+            with contextlib.suppress(OSError):
+                os.write(wfd, str(e).encode() or type(e).__name__.encode())
+    finally:
+        logging.shutdown()
+        os._exit(code)
+
+
+# -- the mount table -------------------------------------------------------------------
+def _canonical(path: str | bytes) -> bytes:
+    """An absolute path with symlinks resolved, except the last component (it may be a
+    dead mount, which cannot be stat'ed)."""
+    p = os.path.abspath(os.fsencode(path))
+    head, tail = os.path.split(p)
+    return os.path.join(os.path.realpath(head), tail) if tail else p
+
+
+def mount_type(path: str | bytes) -> str | None:
+    """The file system type mounted at ``path`` (the topmost), or None."""
+    target = _canonical(path)
+    found = None
+    with open("/proc/self/mountinfo", "rb") as f:
+        for line in f:
+            fields = line.split()
+            sep = fields.index(b"-")
+            point = re.sub(rb"\\([0-7]{3})", lambda m: bytes([int(m.group(1), 8)]), fields[4])
+            if point == target:
+                found = fields[sep + 1].decode(errors="replace")
+    return found
+
+
+def unmount(mountpoint: str) -> None:
+    """Unmount a repofs mount, also when its daemon died (lazily if it is still busy)."""
+    target = _canonical(mountpoint)
+    kind = mount_type(target)
+    if kind is None:
+        raise MountFailed(f"{mountpoint} is not mounted")
+    if kind != FSTYPE:
+        raise MountFailed(f"{mountpoint} is not a repofs mount ({kind})")
+    tool = shutil.which("fusermount3")
+    if tool is None:
+        raise MountFailed("fusermount3 not found: install fuse3")
+    first = subprocess.run([tool, "-u", target], capture_output=True, check=False)
+    if first.returncode == 0:
+        return
+    lazy = subprocess.run([tool, "-u", "-z", target], capture_output=True, check=False)
+    if lazy.returncode != 0:
+        raise MountFailed(lazy.stderr.decode(errors="replace").strip()
+                          or first.stderr.decode(errors="replace").strip()
+                          or f"cannot unmount {mountpoint}")
+
+
+__all__ = ["FSTYPE", "detach", "mount_type", "setup_logging", "tune_malloc", "unmount"]
