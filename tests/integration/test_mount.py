@@ -79,6 +79,14 @@ def env(shm_module_dir: Path, mounts: Mounts) -> dict:
     (perm / "rootonly").write_bytes(b"root only\n")
     (perm / "public").chmod(0o644)
     (perm / "rootonly").chmod(0o600)
+    # ACLs the kernel must apply, not just the mode bits: one grants what the mode does
+    # not, the other denies the owning group what the mode's group bits (the mask) show
+    (perm / "acl-granted").write_bytes(b"granted by an ACL\n")
+    (perm / "acl-granted").chmod(0o600)
+    subprocess.run(["setfacl", "-m", "u:65534:r", str(perm / "acl-granted")], check=True)
+    (perm / "acl-denied").write_bytes(b"denied by an ACL\n")
+    os.chown(perm / "acl-denied", 0, 65534)
+    subprocess.run(["setfacl", "-m", "g::-,m::rw,o::-", str(perm / "acl-denied")], check=True)
     cli = make_cli(base)
     ids = []
     for i, files in enumerate(VERSIONS):
@@ -127,7 +135,8 @@ def test_layout_ids_snapshots_hosts(env: dict) -> None:
     assert os.listdir(mnt / "snapshots" / "latest" / env["hist"].relative_to("/")) != []
     (host,) = os.listdir(mnt / "hosts")
     assert sorted(os.listdir(mnt / "hosts" / host)) == names
-    assert os.stat(mnt / "snapshots" / names[0]).st_ino != os.stat(mnt / "ids" / env["ids"][0]).st_ino
+    by_time, by_id = mnt / "snapshots" / names[0], mnt / "ids" / env["ids"][0]
+    assert os.listdir(by_time) == os.listdir(by_id)
 
 
 def test_every_write_gives_erofs(env: dict) -> None:
@@ -164,7 +173,7 @@ def test_every_write_gives_erofs(env: dict) -> None:
     assert (root / "hello.txt").read_bytes() == b"hello, world\n"
 
 
-def test_private_file_unreadable_for_other_users(env: dict) -> None:
+def test_other_users_read_only_what_owner_mode_and_acls_allow(env: dict) -> None:
     perm = in_snapshot(env, 0, env["perm"])
 
     def cat_as_nobody(path: Path) -> subprocess.CompletedProcess[bytes]:
@@ -177,6 +186,11 @@ def test_private_file_unreadable_for_other_users(env: dict) -> None:
     assert private.returncode != 0 and private.stdout == b""
     assert b"Permission denied" in private.stderr
     assert (perm / "rootonly").read_bytes() == b"root only\n"  # root still reads it
+    assert stat.S_IMODE(os.stat(perm / "acl-granted").st_mode) == 0o640  # mask r
+    assert cat_as_nobody(perm / "acl-granted").stdout == b"granted by an ACL\n"
+    assert stat.S_IMODE(os.stat(perm / "acl-denied").st_mode) & 0o060 == 0o060
+    denied = cat_as_nobody(perm / "acl-denied")
+    assert denied.returncode != 0 and b"Permission denied" in denied.stderr
 
 
 def test_history_lists_exactly_the_distinct_versions(env: dict) -> None:
