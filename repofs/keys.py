@@ -35,6 +35,13 @@ class MasterKeys:
     key_name: str  # the key file's object name
 
 
+def blob_id_key(id_key: bytes, blob_type: int) -> bytes:
+    """The key of the ids of one blob type: a chunk and a tree with the same bytes get
+    different ids, so neither can ever stand in for the other (repofs-format(5), OBJECT NAMES).
+    """
+    return crypto.keyed_stream(id_key, b"repofs v1 blob id key, type %d" % blob_type, 32)
+
+
 def generate(repo_id: bytes) -> MasterKeys:
     pair = crypto.X25519Pair(crypto.X25519Pair.generate_private())
     return MasterKeys(

@@ -57,6 +57,7 @@ class Repository:
         self.store = store
         self.keys = master
         self.index = BlobIndex()
+        self._id_keys = {t: keys.blob_id_key(master.id_key, t) for t in spec.BLOB_NAMES}
         self._ciphers: OrderedDict[str, ObjectCipher] = OrderedDict()
         self._trees: OrderedDict[bytes, list[Entry]] = OrderedDict()
         self._lock = threading.Lock()
@@ -184,14 +185,15 @@ class Repository:
         except FileNotFoundError:
             raise IntegrityError("pack", loc.pack, "missing") from None
         plain = open_blob(cipher, e, ct)
-        if not crypto.same(crypto.keyed_id(self.keys.id_key, plain), blob_id):
+        if not crypto.same(self.blob_id(plain, e.blob_type), blob_id):
             name = spec.BLOB_NAMES.get(e.blob_type, "blob")
             raise IntegrityError(name, blob_id.hex(), f"content does not match its id "
                                  f"(in pack {loc.pack})")
         return plain
 
-    def blob_id(self, data: bytes | memoryview) -> bytes:
-        return crypto.keyed_id(self.keys.id_key, data)
+    def blob_id(self, data: bytes | memoryview, blob_type: int) -> bytes:
+        """Keyed BLAKE3 of the plaintext under the key of its blob type."""
+        return crypto.keyed_id(self._id_keys[blob_type], data)
 
     def load_tree(self, tree_id: bytes) -> list[Entry]:
         with self._lock:

@@ -59,7 +59,7 @@ class WriteSession:
 
     def add(self, blob_type: int, data: bytes | memoryview) -> bytes:
         """Store a blob unless the repository has it; return its id."""
-        blob_id = self.repo.blob_id(data)
+        blob_id = self.repo.blob_id(data, blob_type)
         if self.known(blob_id, blob_type):  # by type: a chunk never stands in for a tree
             self.stats.blobs_dedup += 1
             return blob_id

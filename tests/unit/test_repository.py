@@ -250,10 +250,14 @@ def test_load_index_is_incremental(filled) -> None:
     assert len(repo.index) == before
 
 
-def test_blob_ids_are_keyed(filled) -> None:
+def test_blob_ids_are_keyed_per_type(filled) -> None:
     repo = filled[0]
-    assert repo.blob_id(b"x") == crypto.keyed_id(repo.keys.id_key, b"x")
-    assert repo.blob_id(b"x") != crypto.keyed_id(b"\x00" * 32, b"x")
+    for t in (spec.BLOB_DATA, spec.BLOB_TREE):
+        assert repo.blob_id(b"x", t) == crypto.keyed_id(keys.blob_id_key(repo.keys.id_key, t),
+                                                        b"x")
+        assert repo.blob_id(b"x", t) != crypto.keyed_id(b"\x00" * 32, b"x")
+    # a chunk and a tree with the same bytes never share an id
+    assert repo.blob_id(b"x", spec.BLOB_DATA) != repo.blob_id(b"x", spec.BLOB_TREE)
 
 
 def test_a_write_only_key_cannot_read_chunks(filled) -> None:
@@ -337,7 +341,7 @@ def test_swapped_packs_are_detected(filled, shm_dir: Path) -> None:
 def test_a_blob_whose_content_does_not_match_its_id(filled, shm_dir: Path) -> None:
     """A writer (who holds the id key) cannot poison dedup: content is checked on read."""
     repo = copy_of(filled, shm_dir)
-    victim = repo.blob_id(b"what the user stored")
+    victim = repo.blob_id(b"what the user stored", spec.BLOB_DATA)
     b = PackBuilder()
     b.add(victim, spec.BLOB_DATA, spec.CODEC_NONE, b"something else", 14)
     data, entries = b.seal(repo.new_cipher(spec.KIND_PACK, spec.MODE_SEALED))

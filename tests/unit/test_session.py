@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from repofs import crypto, keys, spec
 from repofs.compression import Codec
 from repofs.envelope import HEADER_LEN
+from repofs.errors import IntegrityError
 from repofs.index import decode_segment
 from repofs.model import FILE, Entry, Part, SnapshotBody, encode_tree
 from repofs.pack import read_trailer
@@ -57,7 +58,7 @@ def test_added_blobs_read_back(shared: Repository, blobs: list[bytes], codec: st
     with WriteSession(shared, Codec(codec)) as s:
         ids = [s.add(spec.BLOB_DATA, b) for b in blobs]
         s.flush()
-    assert ids == [shared.blob_id(b) for b in blobs]
+    assert ids == [shared.blob_id(b, spec.BLOB_DATA) for b in blobs]
     for blob_id, b in zip(ids, blobs, strict=True):
         assert shared.read_blob(blob_id, spec.BLOB_DATA) == b
     fresh = reopened(shared)
@@ -94,7 +95,8 @@ def test_compression_and_stats(repo: Repository) -> None:
 
 
 def test_a_chunk_with_a_trees_bytes_keeps_both_readable(repo: Repository) -> None:
-    """A file may hold exactly the bytes of a tree blob (same keyed id): both survive."""
+    """A file may hold exactly the bytes of a tree blob: ids are keyed per type, so the
+    chunk and the tree are two blobs and neither can stand in for the other."""
     leaf = Entry(name=b"f", type=FILE, mode=0o644, uid=0, gid=0, mtime_ns=1, ctime_ns=1)
     tree = encode_tree([leaf])
     for order in ((spec.BLOB_DATA, spec.BLOB_TREE), (spec.BLOB_TREE, spec.BLOB_DATA)):
@@ -104,11 +106,15 @@ def test_a_chunk_with_a_trees_bytes_keeps_both_readable(repo: Repository) -> Non
             s.flush()
         with WriteSession(reopened(r), Codec()) as s:
             second = s.add(order[1], tree)
-            assert second == first and s.stats.blobs_new == 1
-            s.commit(body(first), 1)
+            assert second != first and s.stats.blobs_new == 1
+            tree_id = first if order[0] == spec.BLOB_TREE else second
+            s.commit(body(tree_id), 1)
         fresh = reopened(r)
-        assert fresh.read_blob(first, spec.BLOB_DATA) == tree
-        assert fresh.load_tree(first) == [leaf]
+        chunk_id = second if tree_id == first else first
+        assert fresh.read_blob(chunk_id, spec.BLOB_DATA) == tree
+        assert fresh.load_tree(tree_id) == [leaf]
+        with pytest.raises(IntegrityError):
+            fresh.read_blob(chunk_id, spec.BLOB_TREE)
 
 
 # -- packs ---------------------------------------------------------------------------------------
