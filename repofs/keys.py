@@ -148,15 +148,26 @@ def unwrap(data: bytes, name: str, passphrase: bytes, repo_id: bytes) -> MasterK
     )
 
 
+def _kdf_cost(data: bytes) -> int:
+    """t * m of a key file, for ordering only; unreadable ones sort last."""
+    try:
+        kdf = spec.Fields(spec.unpack(data, "key file", "?"), "key file", "?").sub("kdf")
+        return kdf.integer("t") * kdf.integer("m")
+    except IntegrityError:
+        return 2**64
+
+
 def unlock(files: list[tuple[str, bytes]], passphrase: bytes, repo_id: bytes) -> MasterKeys:
     """Try every key file; the first that opens wins.
 
     A malformed or absurd key file is skipped, so a planted one cannot lock
-    users out; it is reported only if no key file opens at all.
+    users out; it is reported only if no key file opens at all. Cheap key files
+    are tried first, so a planted file asking for the costliest legal KDF only
+    costs time when nothing else opens.
     """
     bad: list[str] = []
     foreign: IntegrityError | None = None
-    for name, data in files:
+    for name, data in sorted(files, key=lambda f: _kdf_cost(f[1])):
         try:
             keys = unwrap(data, name, passphrase, repo_id)
         except BadKeyFile as e:
