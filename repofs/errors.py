@@ -18,8 +18,10 @@
     ├── UnsafePath                   a stored name or target that would escape
     ├── SourceFailed                 a backup source (stdin command) failed
     ├── MountFailed                  a mount could not be set up or taken down
+    ├── RemoteError                  a repofs server refused a request, or the link failed
     └── IntegrityError               "corrupt or tampered": every check that fails
-                                     on bytes read from storage
+        │                            on bytes read from storage
+        └── Rollback                 snapshots this client saw are gone from the history
 
 Exit codes are chosen by the CLI, not here: the library only says what went wrong.
 """
@@ -91,6 +93,10 @@ class MountFailed(RepofsError):
     """``repofs mount`` could not mount, or ``repofs umount`` could not unmount."""
 
 
+class RemoteError(RepofsError):
+    """``repofs serve`` refused a request (the message says why), or the connection failed."""
+
+
 class IntegrityError(RepofsError):
     """Bytes read from storage failed a check: corrupt or tampered.
 
@@ -102,3 +108,11 @@ class IntegrityError(RepofsError):
         self.object_id = object_id
         self.detail = detail
         super().__init__(f"{kind} {object_id} is corrupt or tampered: {detail}")
+
+
+class Rollback(IntegrityError):
+    """A snapshot this client saw as a head is missing: history was rolled back or deleted.
+
+    A subclass of IntegrityError (it is tampering), caught on its own by whoever offers
+    ``--accept-rollback``.
+    """

@@ -63,6 +63,10 @@ class BlobIndex:
         # A chunk and a tree with the same plaintext share their keyed id (a file may hold
         # a tree's exact bytes): the type seen second lives here, so neither hides the other.
         self._other: dict[tuple[int, bytes], tuple[int, BlobEntry]] = {}
+        # Further places the same (type, id) is indexed at: two writers that stored one chunk
+        # at once, or a writer that planted a lying entry. Reads fall back to these, so an
+        # entry that sorts first cannot hide the real blob (repofs serve attack suite).
+        self._more: dict[tuple[int, bytes], list[tuple[int, BlobEntry]]] = {}
 
     def __len__(self) -> int:
         return len(self._blobs) + len(self._other)
@@ -81,8 +85,11 @@ class BlobIndex:
             no = self._pack_no[pack] = len(self._packs)
             self._packs.append(pack)
         for e in entries:
-            if self._blobs.setdefault(e.blob_id, (no, e))[1].blob_type != e.blob_type:
-                self._other.setdefault((e.blob_type, e.blob_id), (no, e))
+            first = self._blobs.setdefault(e.blob_id, (no, e))
+            if first[1].blob_type != e.blob_type:
+                first = self._other.setdefault((e.blob_type, e.blob_id), (no, e))
+            if first != (no, e):
+                self._more.setdefault((e.blob_type, e.blob_id), []).append((no, e))
 
     def lookup(self, blob_id: bytes, blob_type: int) -> Location:
         hit = self._blobs.get(blob_id)
@@ -95,6 +102,22 @@ class BlobIndex:
         if entry.blob_type != blob_type:
             raise IntegrityError(name, blob_id.hex(), "indexed with another type")
         return Location(self._packs[no], entry)
+
+    def locations(self, blob_id: bytes, blob_type: int) -> list[Location]:
+        """Every place a blob of this type and id is indexed at, the first one first."""
+        first = self.lookup(blob_id, blob_type)
+        more = self._more.get((blob_type, blob_id), [])
+        return [first, *(Location(self._packs[no], e) for no, e in more)]
+
+    def entries(self) -> Iterator[tuple[str, BlobEntry]]:
+        """(pack, entry) for every entry indexed, duplicates included (check --read-data)."""
+        for no, e in self._blobs.values():
+            yield self._packs[no], e
+        for no, e in self._other.values():
+            yield self._packs[no], e
+        for more in self._more.values():
+            for no, e in more:
+                yield self._packs[no], e
 
     def packs(self) -> Iterator[str]:
         return iter(self._packs)

@@ -15,7 +15,6 @@ import os
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator
-from pathlib import Path
 
 from repofs import crypto, keys, spec
 from repofs.envelope import HEADER_LEN, CannotRead, ObjectCipher, new_object, open_object
@@ -28,10 +27,11 @@ from repofs.errors import (
     WrongPassphrase,
 )
 from repofs.index import BlobIndex, Location, decode_segment, encode_segment
+from repofs.location import RepoLocation, create_store, open_store
 from repofs.model import DIR, Entry, decode_tree
 from repofs.pack import BlobEntry, open_blob
 from repofs.snapshots import SnapshotLog
-from repofs.store import LocalStore
+from repofs.store import WriterStore
 
 __all__ = ["CannotRead", "Repository"]
 
@@ -53,7 +53,7 @@ def _decode_config(data: bytes) -> bytes:
 class Repository:
     """An open repository: unlocked keys, the loaded index, and access to objects."""
 
-    def __init__(self, store: LocalStore, master: keys.MasterKeys) -> None:
+    def __init__(self, store: WriterStore, master: keys.MasterKeys) -> None:
         self.store = store
         self.keys = master
         self.index = BlobIndex()
@@ -62,22 +62,27 @@ class Repository:
         self._trees: OrderedDict[bytes, list[Entry]] = OrderedDict()
         self._lock = threading.Lock()
         self._segments: set[str] = set()  # index segments already read
+        self.damaged_segments: dict[str, IntegrityError] = {}  # skipped by load_index
         self.snapshots = SnapshotLog(self)
 
     # -- open / init ------------------------------------------------------------------
     @classmethod
-    def init(cls, path: Path, passphrase: bytes, kdf: dict[str, int] | None = None) -> Repository:
+    def init(cls, path: RepoLocation, passphrase: bytes,
+             kdf: dict[str, int] | None = None) -> Repository:
+        """A new repository at ``path``: a directory, or ``ssh://[user@]host[:port]/path``."""
         repo_id = crypto.random_bytes(32)
         master = keys.generate(repo_id)
-        store = LocalStore.create(path, _encode_config(repo_id))
+        store = create_store(path, _encode_config(repo_id))
         keyfile = keys.wrap(master, passphrase, kdf)
         name = crypto.object_name(keyfile)
         store.put(spec.NS_KEYS, name, keyfile)
         return cls(store, keys.unwrap(keyfile, name, passphrase, repo_id) or master)
 
     @classmethod
-    def open(cls, path: Path, passphrase: bytes) -> Repository:
-        store = LocalStore.open(path)
+    def open(cls, path: RepoLocation, passphrase: bytes, *, index: bool = True) -> Repository:
+        """Open with the keys ``passphrase`` unlocks; ``index=False`` leaves loading the index
+        to the caller (``check`` reads every segment itself, to report all damage)."""
+        store = open_store(path)
         repo_id = _decode_config(store.read_config())
         files = [(n, store.get(spec.NS_KEYS, n)) for n in sorted(store.list(spec.NS_KEYS))]
         if not files:
@@ -92,7 +97,8 @@ class Repository:
                                      "content does not match its name") from None
             raise
         repo = cls(store, master)
-        repo.load_index()
+        if index:
+            repo.load_index()
         return repo
 
     @property
@@ -132,9 +138,19 @@ class Repository:
         for name in sorted(self.store.list(spec.NS_INDEX)):
             if name in self._segments:
                 continue
-            data = self.get_verified(spec.NS_INDEX, name, "index segment")
-            cipher = self.open_cipher(data[:HEADER_LEN], spec.KIND_INDEX, name)
-            for pack, entries in decode_segment(cipher, data):
+            data = self.get_verified(spec.NS_INDEX, name, "index segment")  # changed: refuse
+            try:
+                cipher = self.open_cipher(data[:HEADER_LEN], spec.KIND_INDEX, name)
+                packs = decode_segment(cipher, data)
+            except IntegrityError as e:
+                # Its bytes hash to its name, so it was stored as it is: planted by a writer
+                # (repofs serve checks names, not contents). Skipped, it can only make blobs
+                # missing, which every read names; refusing the repository over it would let
+                # any writer lock every reader out. Callers report these; check names them.
+                self.damaged_segments[name] = e
+                self._segments.add(name)
+                continue
+            for pack, entries in packs:
                 self.index.add_pack(pack, entries)
             self._segments.add(name)
 
@@ -173,9 +189,19 @@ class Repository:
                                                              size - 4 - start), b"trailer")
 
     def read_blob(self, blob_id: bytes, blob_type: int) -> bytes:
-        """A blob's plaintext, verified against its keyed id."""
-        loc = self.index.lookup(blob_id, blob_type)
-        return self.read_located(blob_id, loc)
+        """A blob's plaintext, verified against its keyed id.
+
+        Where the index knows several places for it, the first that verifies wins: a
+        writer can add index entries that lie, never make the true copy unreachable.
+        """
+        first_error: IntegrityError | None = None
+        for loc in self.index.locations(blob_id, blob_type):
+            try:
+                return self.read_located(blob_id, loc)
+            except IntegrityError as e:
+                first_error = first_error or e
+        assert first_error is not None
+        raise first_error
 
     def read_located(self, blob_id: bytes, loc: Location) -> bytes:
         e = loc.entry

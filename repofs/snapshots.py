@@ -26,11 +26,11 @@ from repofs.model import (
     encode_body,
     encode_head,
 )
-from repofs.store import LocalStore
+from repofs.store import WriterStore
 
 
 class _Objects(Protocol):
-    store: LocalStore
+    store: WriterStore
 
     @property
     def can_read(self) -> bool: ...
@@ -44,11 +44,21 @@ class _Objects(Protocol):
     def open_cipher(self, header: bytes, kind: int, name: str) -> ObjectCipher: ...
 
 
+class ChainGuard(Protocol):
+    """A policy over the verified history (``repofs.chain.HeadsGuard``): it sees every
+    listing and every commit, and decides what a damaged or rolled-back history means."""
+
+    def verify(self, snaps: list[Snapshot], damaged: list[IntegrityError]) -> list[Snapshot]: ...
+
+    def committed(self, snap: Snapshot) -> None: ...
+
+
 class SnapshotLog:
     """All snapshots of a repository, verified as they are read."""
 
     def __init__(self, repo: _Objects) -> None:
         self._repo = repo
+        self.guard: ChainGuard | None = None
 
     def read(self, name: str) -> Snapshot:
         data = self._repo.get_verified(spec.NS_SNAPSHOTS, name, "snapshot")
@@ -63,8 +73,17 @@ class SnapshotLog:
 
     def list(self) -> list[Snapshot]:
         """Every snapshot, oldest first; raises if the chain references a missing one."""
-        snaps = [self.read(n) for n in self._repo.store.list(spec.NS_SNAPSHOTS)]
+        snaps, damaged = [], []
+        for n in self._repo.store.list(spec.NS_SNAPSHOTS):
+            try:
+                snaps.append(self.read(n))
+            except IntegrityError as e:
+                if self.guard is None:
+                    raise
+                damaged.append(e)
         snaps.sort(key=lambda s: (s.head.time_ns, s.head.seq, s.id))
+        if self.guard is not None:
+            return self.guard.verify(snaps, damaged)
         verify_chain(snaps)
         return snaps
 
@@ -107,7 +126,10 @@ class SnapshotLog:
         outer = self._repo.new_cipher(spec.KIND_SNAPSHOT, spec.MODE_SHARED)
         data = outer.header + outer.seal(0, encode_head(head, sealed), b"snapshot")
         name = self._repo.put_object(spec.NS_SNAPSHOTS, data)
-        return Snapshot(name, head, body)
+        snap = Snapshot(name, head, body)
+        if self.guard is not None:
+            self.guard.committed(snap)
+        return snap
 
 
 def heads(snaps: Iterable[Snapshot]) -> set[str]:
@@ -117,17 +139,26 @@ def heads(snaps: Iterable[Snapshot]) -> set[str]:
     return {s.id for s in snaps} - referenced
 
 
-def verify_chain(snaps: Sequence[Snapshot]) -> None:
+def chain_errors(snaps: Sequence[Snapshot]) -> list[IntegrityError]:
     """Every prev must exist and be older in seq: else a snapshot was removed or replayed."""
     by_id = {s.id: s for s in snaps}
+    errors = []
     for s in snaps:
         for p in s.head.prev:
             parent = by_id.get(p.hex())
             if parent is None:
-                raise IntegrityError("snapshot", p.hex(),
-                                     f"missing, but snapshot {s.id} references it")
-            if parent.head.seq >= s.head.seq:
-                raise IntegrityError("snapshot", s.id, "seq does not follow its prev")
+                errors.append(IntegrityError("snapshot", p.hex(),
+                                             f"missing, but snapshot {s.id} references it"))
+            elif parent.head.seq >= s.head.seq:
+                errors.append(IntegrityError("snapshot", s.id, "seq does not follow its prev"))
+    return errors
 
 
-__all__ = ["CannotRead", "SnapshotLog", "heads", "verify_chain"]
+def verify_chain(snaps: Sequence[Snapshot]) -> None:
+    """Raise the first chain error, if any."""
+    errors = chain_errors(snaps)
+    if errors:
+        raise errors[0]
+
+
+__all__ = ["CannotRead", "ChainGuard", "SnapshotLog", "chain_errors", "heads", "verify_chain"]

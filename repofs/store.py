@@ -17,6 +17,7 @@ import errno
 import os
 import re
 import secrets
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol
@@ -26,6 +27,7 @@ from repofs.spec import CONFIG_NAME, MAX_OBJECT, NAMESPACES, NS_DATA
 
 _NAME_RE = re.compile(r"\A[0-9a-f]{64}\Z")
 FILE_MODE = 0o440
+MAX_CONFIG = 64 * 1024  # a config is ~60 bytes; never read more than this
 _TMP_DIR = "tmp"
 
 
@@ -38,11 +40,18 @@ class WriterStore(Protocol):
 
     def get_range(self, namespace: str, name: str, offset: int, length: int) -> bytes: ...
 
+    def size(self, namespace: str, name: str) -> int: ...
+
     def list(self, namespace: str) -> Iterator[str]: ...
 
     def exists(self, namespace: str, name: str) -> bool: ...
 
     def read_config(self) -> bytes: ...
+
+
+def valid_name(name: str) -> bool:
+    """Is ``name`` an object name (64 lowercase hex digits): nothing else can be a path part."""
+    return bool(_NAME_RE.match(name))
 
 
 def _check_name(namespace: str, name: str) -> None:
@@ -103,34 +112,78 @@ class LocalStore:
             self._write_once(directory, name, data)
             return True
         except FileExistsError:
-            existing = (directory / name).read_bytes()
+            existing = self.get(namespace, name)  # never through a planted symlink
             if existing == bytes(data):
                 return False
             raise ObjectExists(f"{namespace}/{name} already exists with other content") from None
 
+    def _open(self, namespace: str, name: str) -> int:
+        """An object's fd: never through a symlink, never a FIFO or device planted in its place
+        (O_NONBLOCK keeps a FIFO from hanging the open; the fstat refuses it)."""
+        try:
+            fd = os.open(self.path(namespace, name),
+                         os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError as e:
+            if e.errno == errno.ELOOP:
+                raise IntegrityError(namespace, name, "is a symlink, not an object") from None
+            raise
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise IntegrityError(namespace, name, "is not a regular file")
+        return fd
+
     def get(self, namespace: str, name: str) -> bytes:
-        with open(self.path(namespace, name), "rb", buffering=0) as f:
-            size = os.fstat(f.fileno()).st_size
+        fd = self._open(namespace, name)
+        with open(fd, "rb", buffering=0) as f:
+            size = os.fstat(fd).st_size
             if size > MAX_OBJECT:
                 raise IntegrityError(namespace, name, "object larger than any repofs writes")
             return f.read()
 
     def get_range(self, namespace: str, name: str, offset: int, length: int) -> bytes:
-        with open(self.path(namespace, name), "rb", buffering=0) as f:
-            return os.pread(f.fileno(), length, offset)
+        fd = self._open(namespace, name)
+        try:
+            return os.pread(fd, length, offset)
+        finally:
+            os.close(fd)
 
     def size(self, namespace: str, name: str) -> int:
-        return self.path(namespace, name).stat().st_size
+        st = os.lstat(self.path(namespace, name))
+        if not stat.S_ISREG(st.st_mode):
+            raise IntegrityError(namespace, name, "is not a regular file")
+        return st.st_size
 
     def exists(self, namespace: str, name: str) -> bool:
-        return self.path(namespace, name).is_file()
+        try:
+            return stat.S_ISREG(os.lstat(self.path(namespace, name)).st_mode)
+        except FileNotFoundError:
+            return False
+
+    def verify_layout(self) -> None:
+        """Refuse a repository whose directories are symlinks (or not directories): a
+        planted ``data/ab -> /etc`` would make link(2) and reads leave the repository."""
+        dirs = [self.root, self.root / _TMP_DIR]
+        dirs += [self.root / ns for ns in NAMESPACES]
+        dirs += [self.root / NS_DATA / f"{i:02x}" for i in range(256)]
+        for d in dirs:
+            try:
+                st = os.lstat(d)
+            except FileNotFoundError:
+                raise IntegrityError("repository", str(d.relative_to(self.root)),
+                                     "directory missing") from None
+            if not stat.S_ISDIR(st.st_mode):
+                raise IntegrityError("repository", str(d.relative_to(self.root)) or ".",
+                                     "is a symlink or not a directory")
+        if not stat.S_ISREG(os.lstat(self.root / CONFIG_NAME).st_mode):
+            raise IntegrityError("repository", CONFIG_NAME, "is a symlink or not a regular file")
 
     def list(self, namespace: str) -> Iterator[str]:
         if namespace not in NAMESPACES:
             raise ValueError(f"unknown namespace {namespace!r}")
         dirs = [self.root / namespace]
         if namespace == NS_DATA:
-            dirs = sorted(p for p in dirs[0].iterdir() if p.is_dir())
+            with os.scandir(dirs[0]) as it:
+                dirs = sorted(dirs[0] / e.name for e in it if e.is_dir(follow_symlinks=False))
         for d in dirs:
             with os.scandir(d) as it:
                 for e in it:
@@ -138,7 +191,12 @@ class LocalStore:
                         yield e.name
 
     def read_config(self) -> bytes:
-        return (self.root / CONFIG_NAME).read_bytes()
+        fd = os.open(self.root / CONFIG_NAME, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK
+                     | os.O_CLOEXEC)
+        with open(fd, "rb", buffering=0) as f:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise IntegrityError("config", CONFIG_NAME, "is not a regular file")
+            return f.read(MAX_CONFIG)
 
     # -- the one way a file comes into being ---------------------------------------------
     def _write_once(self, directory: Path, name: str, data: bytes | memoryview) -> None:
@@ -194,4 +252,4 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-__all__ = ["FILE_MODE", "LocalStore", "ObjectExists", "WriterStore"]
+__all__ = ["FILE_MODE", "LocalStore", "ObjectExists", "WriterStore", "valid_name"]

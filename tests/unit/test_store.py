@@ -325,7 +325,7 @@ def test_writer_interface_has_no_delete_or_rename() -> None:
         for attr in public:
             assert not any(f in attr.lower() for f in forbidden), f"{cls.__name__}.{attr}"
     protocol = {a for a in vars(WriterStore) if not a.startswith("_")}
-    assert protocol == {"put", "get", "get_range", "list", "exists", "read_config"}
+    assert protocol == {"put", "get", "get_range", "size", "list", "exists", "read_config"}
 
 
 # -- races -------------------------------------------------------------------------------------
