@@ -167,7 +167,8 @@ class _Ops(pyfuse3.Operations):
             self.fs.readdir(fh, start_id, reply)
 
     async def releasedir(self, fh: int) -> None:
-        self.fs.releasedir(fh)
+        with _errors("releasedir"):
+            self.fs.releasedir(fh)
 
     # -- files ------------------------------------------------------------------------
     async def open(self, inode: int, flags: int, ctx: pyfuse3.RequestContext) -> pyfuse3.FileInfo:
@@ -175,7 +176,8 @@ class _Ops(pyfuse3.Operations):
             return pyfuse3.FileInfo(fh=self.fs.open(inode, flags), keep_cache=True)
 
     async def release(self, fh: int) -> None:
-        self.fs.release(fh)
+        with _errors("release"):
+            self.fs.release(fh)
 
     async def read(self, fh: int, off: int, size: int) -> bytes | memoryview:  # type: ignore[override]
         # pyfuse3 takes any buffer: a read inside one chunk is answered without a copy
@@ -325,6 +327,8 @@ def mount(fs: SnapshotFS, mountpoint: str, config: MountConfig) -> None:
     mountpoint = os.path.abspath(mountpoint)
     if not Path(mountpoint).is_dir():
         raise MountFailed(f"{mountpoint} is not a directory")
+    if daemon.mount_type(mountpoint) == daemon.FSTYPE:
+        raise MountFailed(f"{mountpoint}: a repofs file system is mounted there already")
     if config.foreground:
         daemon.setup_logging(config.log_file, foreground=True)
         _serve_at(fs, mountpoint, config, None)
