@@ -155,18 +155,20 @@ def test_format_page_states_the_constants_of_the_code() -> None:
         f"{envelope.HEADER_LEN}-byte",
     ]
     missing += [s for s in strings if s not in text]
-    # Literals the modules use inline: each must appear, quoted, in the page.
+    # Literals the modules use inline, and how the page must state them.
     literals = {
-        "pack.py": [b'b"blob"', b'b"trailer"'], "index.py": [b'b"index"'],
-        "snapshots.py": [b'b"snapshot"', b'b"snapshot body"'],
-        "chunker.py": [b'b"repofs chunker permutation v1"'],
+        "pack.py": {'b"blob"': '"blob"', 'b"trailer"': '"trailer"'},
+        "index.py": {'b"index"': '"index"'},
+        "snapshots.py": {'b"snapshot"': '"snapshot"', 'b"snapshot body"': '"snapshot body"'},
+        "chunker.py": {'b"repofs chunker permutation v1"': '"repofs chunker permutation v1"'},
+        "keys.py": {'b"repofs v1 blob id key, type %d"': "repofs v1 blob id key, type 1"},
     }
     for module, needles in literals.items():
-        source = (ROOT / "repofs" / module).read_bytes()
-        for needle in needles:
-            assert needle in source, f"repofs/{module} no longer uses {needle.decode()}"
-            if f'"{needle.decode()[2:-1]}"' not in text:
-                missing.append(needle.decode())
+        source = (ROOT / "repofs" / module).read_text(encoding="utf-8")
+        for needle, stated in needles.items():
+            assert needle in source, f"repofs/{module} no longer uses {needle}"
+            if stated not in text:
+                missing.append(needle)
     assert not missing, f"repofs-format.5.md does not state: {missing}"
 
 
