@@ -76,15 +76,16 @@ def no_traceback(err: str) -> None:
 class Cli:
     """The repofs command line bound to one repository and one files-cache directory."""
 
-    def __init__(self, repo: Path, cache: Path, passphrase: str = PASSPHRASE) -> None:
+    def __init__(self, repo: Path, cache: Path, passphrase: str | None = PASSPHRASE) -> None:
         self.repo = repo
         self.cache = cache
         self.passphrase = passphrase
 
     def env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("REPOFS_")}
-        env.update(REPOFS_PASSPHRASE=self.passphrase, REPOFS_NO_PROGRESS="1",
-                   XDG_CACHE_HOME=str(self.cache), LC_ALL="C.UTF-8")
+        env.update(REPOFS_NO_PROGRESS="1", XDG_CACHE_HOME=str(self.cache), LC_ALL="C.UTF-8")
+        if self.passphrase is not None:  # None: no passphrase in the environment
+            env["REPOFS_PASSPHRASE"] = self.passphrase
         env.update(extra or {})
         return env
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import random
+import signal
 import socket
 import stat
 import subprocess
@@ -20,11 +21,14 @@ from pathlib import Path
 import pytest
 
 from .harness import (
+    PASSPHRASE,
+    REPOFS,
     Cli,
     assert_same_tree,
     du_bytes,
     file_digest,
     make_cli,
+    no_traceback,
     rsync_diff,
     under,
     write_random,
@@ -36,8 +40,8 @@ NS_TIME = 1_234_567_890_123_456_789
 FUTURE_NS = 4_102_444_800 * 10**9 + 999_999_999  # 2100
 SPARSE_SIZE = 64 * MiB
 SPARSE_DATA = [(8 * MiB, MiB), (40 * MiB, 4096)]
-NAMES = [b"caf\xe9", b"\xff\xfe raw", b"with space", b"new\nline", b"tab\there", b"-dash",
-         "ü-utf8 ✓".encode()]
+NAMES = [b"caf\xe9", b"caf\\xe9", b"\xff\xfe raw", b"with space", b"new\nline", b"tab\there",
+         b"-dash", "ü-utf8 ✓".encode()]
 
 
 def _setfacl(*args: str | Path) -> None:
@@ -137,6 +141,9 @@ def build_tree(src: Path) -> None:
             t = special.get(n, 1_600_000_000_123_456_789 + len(p) * 1_000_003)
             os.utime(p, ns=(t, t), follow_symlinks=False)
     os.utime(b + b"/emptydir", ns=(OLD_NS, OLD_NS))
+    with open(src / "holes-only.img", "wb") as f:
+        f.truncate(32 * MiB)
+    os.utime(src / "holes-only.img", ns=(NS_TIME, NS_TIME))
     os.utime(b, ns=(NS_TIME, NS_TIME))
 
 
@@ -187,6 +194,8 @@ def test_sparse_file_keeps_its_holes(env: dict) -> None:
     data = sum(n for _, n in SPARSE_DATA)
     assert st.st_blocks * 512 <= data + 256 * 1024, st.st_blocks
     assert file_digest(dst) == file_digest(env["src"] / "sparse.img")
+    holes = os.stat(dst.parent / "holes-only.img")
+    assert holes.st_size == 32 * MiB and holes.st_blocks == 0
 
 
 def test_acls_and_special_modes_restored(env: dict) -> None:
@@ -222,9 +231,13 @@ def test_ls_plain_long_and_json(env: dict) -> None:
         for n in dirnames + filenames:
             p = dirpath + b"/" + n
             if n != b"sock.sock":
-                expected[p.decode("utf-8", "backslashreplace")] = p
-    got = {p for p in entries if p.startswith(f"{src}/")}
-    assert got == set(expected)
+                expected[os.fsdecode(p)] = p
+    in_src = [e["path"] for e in cli.run("ls", "main", "--json").json_lines()
+              if e["path"].startswith(f"{src}/")]
+    # names that are not UTF-8 are surrogate-escaped: unambiguous, and os.fsencode gives
+    # back the bytes (a name with a literal backslash must not look like one that is not)
+    assert len(in_src) == len(set(in_src))
+    assert set(in_src) == set(expected)
     for shown, raw in expected.items():
         st = os.lstat(raw)
         e = entries[shown]
@@ -235,7 +248,8 @@ def test_ls_plain_long_and_json(env: dict) -> None:
     big = entries[f"{src}/big.bin"]
     assert big["size"] == 12 * MiB + 12345 and big["user"] == "root"
     assert entries[f"{src}/links/abs"]["target"] == "/etc/hostname"
-    assert entries[f"{src}/links/raw-target"]["target"] == "caf\\xe9-target"
+    assert os.fsencode(entries[f"{src}/links/raw-target"]["target"]) == b"caf\xe9-target"
+    assert entries[os.fsdecode(os.fsencode(src) + b"/names/caf\xe9")]["name"] == "caf\udce9"
     assert entries[f"{src}/dev/blk"]["type"] == "blockdev"
     assert entries[f"{src}/dev/blk"]["rdev"] == os.makedev(8, 1)
     assert entries[f"{src}/dev/chr"]["type"] == "chardev"
@@ -279,6 +293,12 @@ def test_dump_is_byte_exact(env: dict) -> None:
         assert out == (src / rel).read_bytes(), rel
     raw = cli.run("dump", "main", os.fsencode(src) + b"/names/caf\xe9").out
     assert raw == b"caf\xe9"
+    # every file named by ls --json can be dumped by that name
+    for e in cli.run("ls", "main", f"{src}/names", "--json").json_lines():
+        if e["type"] == "file":
+            want = (os.fsencode(e["path"])).split(b"/")[-1]
+            got = cli.run("dump", "main", os.fsencode(e["path"])).out
+            assert got == (want if b"inside" not in want else b"x"), e["path"]
     r = cli.run("dump", "main", f"{src}/dir", expect=2)
     assert len(r.err_lines) == 1 and r.out == b""
 
@@ -301,6 +321,12 @@ def test_restore_sub_path_and_single_file(env: dict) -> None:
     cli.run("restore", f"main:{src}/dir", "--target", t3)
     assert (t3 / "hard_c").read_bytes() == b"three names, one inode\n"
     assert (t3 / "sub" / "deep" / "file").read_bytes() == b"deep file\n"
+
+
+def test_restore_numeric_ids(env: dict) -> None:
+    t = env["base"] / "restore-numeric"
+    env["cli"].run("restore", "main", "--target", t, "--numeric-ids")
+    assert rsync_diff(env["src"], under(t, env["src"]), "--exclude=/sock.sock") == ""
 
 
 def _files_under(root: Path) -> set[str]:
@@ -604,3 +630,69 @@ def test_restore_refuses_symlinked_parent_and_writes_nothing_outside(env: dict) 
             assert before.get(p) == after.get(p), p
     # and everything that was not behind the symlink was restored
     assert file_digest(inside / "big.bin") == file_digest(src / "big.bin")
+
+
+def test_interrupt_exits_130_and_saves_nothing(env: dict) -> None:
+    cli: Cli = env["cli"]
+    before = cli.snapshots()
+    started = env["base"] / "interrupt-started"
+    argv = [REPOFS, "create", "-r", str(cli.repo), "--stdin-name", "never",
+            "--stdin-from-command", "--", "sh", "-c", f"echo started > {started}; exec sleep 60"]
+    p = subprocess.Popen(argv, env=cli.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not started.exists():
+            assert time.monotonic() < deadline and p.poll() is None
+            time.sleep(0.05)
+        os.killpg(p.pid, signal.SIGINT)  # as a terminal's Ctrl-C does
+        out, err = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+    text = err.decode()
+    no_traceback(text)
+    assert p.returncode == 130, (p.returncode, text)
+    assert text.strip() == "repofs: interrupted", text
+    assert cli.snapshots() == before
+
+
+def test_passphrase_sources(env: dict) -> None:
+    base: Path = env["base"]
+    secret = base / "passphrase-file"
+    secret.write_text(PASSPHRASE + "\n")
+    cli = Cli(env["cli"].repo, env["cli"].cache, passphrase=None)
+    main_id = env["created"]["snapshot"]
+    for extra in ({"REPOFS_PASSPHRASE_FILE": str(secret)},
+                  {"REPOFS_PASSCOMMAND": f"cat {secret}"}):
+        assert main_id in [s["id"] for s in cli.run("snapshots", "--json", env=extra).json()]
+    for extra, word in (({}, "REPOFS_PASSPHRASE"), ({"REPOFS_PASSCOMMAND": "false"}, "PASSCOMMAND"),
+                        ({"REPOFS_PASSPHRASE_FILE": str(base / "missing")}, "PASSPHRASE_FILE")):
+        r = cli.run("snapshots", env=extra, expect=2)
+        assert len(r.err_lines) == 1 and word in r.err, r
+
+
+def test_errors_are_one_line_without_traceback(env: dict) -> None:
+    cli: Cli = env["cli"]
+    base: Path = env["base"]
+    before = cli.snapshots()
+    r = cli.run("create", base / "no-such-path", expect=2)
+    assert len(r.err_lines) == 1 and "no-such-path" in r.err, r
+    assert cli.snapshots() == before
+    empty = base / "not-a-repository"
+    empty.mkdir()
+    r = cli.run("snapshots", repo=empty, expect=2)
+    assert len(r.err_lines) == 1 and str(empty) in r.err, r
+    r = cli.run("ls", "main", "relative/no/such", expect=2)
+    assert len(r.err_lines) == 1, r
+    # a reader that goes away: dump into a pipe closed after a few bytes
+    argv = [REPOFS, "dump", "-r", str(cli.repo), "main", str(env["src"] / "big.bin")]
+    p = subprocess.Popen(argv, env=cli.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert p.stdout is not None and p.stderr is not None
+    head = p.stdout.read(1000)
+    p.stdout.close()
+    err = p.stderr.read().decode()
+    p.wait(timeout=60)
+    assert head == (env["src"] / "big.bin").read_bytes()[:1000]
+    no_traceback(err)
+    assert p.returncode != 0
