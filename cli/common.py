@@ -2,22 +2,67 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
-from repofs_cli import passphrase
+from repofs_cli import output, passphrase
 
+from repofs.chain import HeadsGuard
+from repofs.location import RepoLocation, is_remote
 from repofs.repository import Repository
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+class RemoteRepo(str):
+    """An ssh:// location as text, with Path's ``absolute()`` (it is absolute), so commands
+    that log or show ``repo.absolute()`` treat both kinds alike."""
+
+    __slots__ = ()
+
+    def absolute(self) -> RemoteRepo:
+        return self
+
+
+class _Location(click.ParamType):
+    """A repository path (as a Path), or an ssh:// URL kept as text (a Path would fold '//')."""
+
+    name = "REPOSITORY"
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> RepoLocation:
+        if isinstance(value, Path):
+            return value
+        if not value:
+            self.fail("the repository location is empty", param, ctx)
+        return RemoteRepo(value) if is_remote(str(value)) else Path(value)
+
+
+def _set_ssh(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+    if value is not None:
+        os.environ["REPOFS_SSH"] = value  # read by repofs.remote when it starts ssh
+
+
+def _set_accept(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    ctx.meta["repofs.accept_rollback"] = value
+
+
 def repo_option(f: F) -> F:
+    """-r/--repo, plus the options that go with opening any repository (--ssh, rollbacks)."""
+    f = click.option(
+        "--accept-rollback", is_flag=True, expose_value=False, callback=_set_accept,
+        help="Go on although snapshots this client saw are gone, or the history is damaged "
+             "(a loud warning per problem); remember the history as it is now.")(f)
+    f = click.option(
+        "--ssh", metavar="COMMAND", expose_value=False, callback=_set_ssh,
+        help="ssh command, or options for ssh, for ssh:// repositories (default: $REPOFS_SSH).",
+    )(f)
     return click.option(
-        "-r", "--repo", "repo", envvar="REPOFS_REPO", required=True,
-        type=click.Path(path_type=Path), help="Repository path (default: $REPOFS_REPO).",
+        "-r", "--repo", "repo", envvar="REPOFS_REPO", required=True, type=_Location(),
+        help="Repository: a path or ssh://[user@]host[:port]/path (default: $REPOFS_REPO).",
     )(f)
 
 
@@ -25,5 +70,13 @@ def json_option(f: F) -> F:
     return click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")(f)
 
 
-def open_repo(path: Path) -> Repository:
-    return Repository.open(path, passphrase.get())
+def open_repo(path: RepoLocation, index: bool = True) -> Repository:
+    """Open the repository with this client's chain guard: every listing is checked against
+    the heads this client saw before (repofs.chain), and damage found on the way is shown."""
+    repo = Repository.open(path, passphrase.get(), index=index)
+    ctx = click.get_current_context(silent=True)
+    accept = bool(ctx is not None and ctx.meta.get("repofs.accept_rollback"))
+    repo.snapshots.guard = HeadsGuard(repo.id, accept_rollback=accept, warn=output.warn)
+    for _name, e in sorted(repo.damaged_segments.items()):
+        output.warn(f"{e} (skipped: planted by a writer, or damaged; see repofs check)")
+    return repo

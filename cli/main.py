@@ -12,7 +12,15 @@ import sys
 import traceback
 
 import click
-from repofs_cli import cmd_create, cmd_init, cmd_mount, cmd_read, cmd_restore
+from repofs_cli import (
+    cmd_check,
+    cmd_create,
+    cmd_init,
+    cmd_mount,
+    cmd_read,
+    cmd_restore,
+    cmd_serve,
+)
 
 from repofs import __version__
 from repofs.errors import RepofsError
@@ -26,7 +34,8 @@ def cli() -> None:
     """repofs: deduplicating, encrypted, append-only backups."""
 
 
-for module in (cmd_init, cmd_create, cmd_read, cmd_restore, cmd_mount):
+for module in (cmd_init, cmd_create, cmd_read, cmd_restore, cmd_mount, cmd_serve,
+               cmd_check):
     for command in module.COMMANDS:
         cli.add_command(command)
 

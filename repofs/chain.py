@@ -85,7 +85,8 @@ class HeadsGuard:
         present = {s.id for s in snaps}
         return [Rollback("snapshot", sid, f"this client saw it as the newest (seq {seq}, "
                                           f"{_when(t)}) and it is gone: the repository was "
-                                          "rolled back or the snapshot deleted")
+                                          "rolled back or the snapshot deleted "
+                                          "(--accept-rollback goes on anyway)")
                 for sid, (seq, t) in sorted(self.record.load().items()) if sid not in present]
 
     def verify(self, snaps: list[Snapshot], damaged: list[IntegrityError]) -> list[Snapshot]:

@@ -124,7 +124,7 @@ class Checker:
     # -- named objects -----------------------------------------------------------------------
     def _check_named(self, ns: str, kind: str) -> None:
         names = list(self.repo.store.list(ns))
-        self.report.counts[ns] = len(names)
+        self.report.counts[f"{kind}s"] = len(names)
         for name in names:
             try:
                 self.repo.get_verified(ns, name, kind)

@@ -43,6 +43,7 @@ from repofs.spec import MAX_OBJECT
 from repofs.store import valid_name
 
 T = TypeVar("T")
+_SERVER_SAYS = "repofs serve: error: "  # how cmd_serve reports a refusal to start
 _HOST_RE = re.compile(r"\A[A-Za-z0-9_.:%-]{1,253}\Z")
 _USER_RE = re.compile(r"\A[A-Za-z0-9_.][A-Za-z0-9_.-]{0,63}\Z")
 
@@ -114,7 +115,9 @@ class SshStore:
             raise RemoteError(f"{loc}: cannot run ssh: {e.strerror}") from None
         self._reader = threading.Thread(target=self._drain_stderr, daemon=True)
         self._reader.start()
-        self._finalizer = weakref.finalize(self, _hang_up, self._proc)
+        self._forked = [False]  # shared with the finalizer, which must not hold self
+        self._finalizer = weakref.finalize(self, _hang_up, self._proc, self._forked)
+        _LIVE.add(self)
         hello = self._call({"op": "hello", "v": protocol.VERSION}, "connect")
         if self._field(protocol.integer, hello, "v") != protocol.VERSION:
             raise RemoteError(f"{loc}: the server speaks another protocol version")
@@ -153,6 +156,9 @@ class SshStore:
         self._reader.join(timeout=2)
         said = self._stderr[-1] if self._stderr else (
             f"ssh exited with status {rc}" if rc is not None else what)
+        if said.startswith(_SERVER_SAYS):
+            return RemoteError(f"{self.location}: refused by the server: "
+                               f"{said[len(_SERVER_SAYS):]}")
         return RemoteError(f"{self.location}: connection failed: {said}")
 
     def _send(self, msg: dict[str, Any]) -> None:
@@ -277,13 +283,28 @@ class SshStore:
         return self._field(protocol.blob, msg, "data", protocol.MAX_CONFIG)
 
 
-def _hang_up(proc: subprocess.Popen[bytes]) -> None:
+_LIVE: weakref.WeakSet[SshStore] = weakref.WeakSet()
+
+
+def _after_fork_in_parent() -> None:
+    """A child (the ``repofs mount`` daemon) now shares the connection: from here on this
+    process only lets go of its end, and never kills the ssh the child still uses."""
+    for store in list(_LIVE):
+        store._forked[0] = True
+
+
+os.register_at_fork(after_in_parent=_after_fork_in_parent)
+
+
+def _hang_up(proc: subprocess.Popen[bytes], forked: list[bool]) -> None:
     """End of stream tells the server to exit; give it a moment, then insist."""
     try:
         if proc.stdin is not None:
             proc.stdin.close()
     except OSError:
         pass
+    if forked[0]:
+        return
     try:
         proc.wait(timeout=5)
     except subprocess.TimeoutExpired:
