@@ -83,21 +83,21 @@ class Cli:
 
     def env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("REPOFS_")}
-        env.update(REPOFS_NO_PROGRESS="1", XDG_CACHE_HOME=str(self.cache), LC_ALL="C.UTF-8")
+        env.update(REPOFS_NO_PROGRESS="1", XDG_CACHE_HOME=str(self.cache),
+                   XDG_STATE_HOME=str(self.cache), LC_ALL="C.UTF-8")
         if self.passphrase is not None:  # None: no passphrase in the environment
             env["REPOFS_PASSPHRASE"] = self.passphrase
         env.update(extra or {})
         return env
 
     def run(self, command: str, *args: Arg, expect: int | None = 0, input: bytes | None = None,
-            env: dict[str, str] | None = None, user: int | None = None,
+            env: dict[str, str] | None = None, drop_dac: bool = False,
             timeout: float = 300, repo: Path | None = None) -> Result:
         argv: list[bytes] = [os.fsencode(REPOFS), command.encode(), b"-r",
                              os.fsencode(repo or self.repo)]
         argv += [os.fsencode(a) for a in args]
-        if user is not None:
-            argv = [b"setpriv", b"--reuid", b"%d" % user, b"--regid", b"%d" % user,
-                    b"--clear-groups", *argv]
+        if drop_dac:  # root that file modes apply to: without CAP_DAC_{OVERRIDE,READ_SEARCH}
+            argv = [b"setpriv", b"--bounding-set", b"-dac_override,-dac_read_search", *argv]
         p = subprocess.run(argv, input=input if input is not None else b"",
                            capture_output=True, env=self.env(env), timeout=timeout)
         r = Result(argv, p.returncode, p.stdout, p.stderr.decode("utf-8", errors="replace"))
