@@ -540,32 +540,28 @@ def test_file_changed_while_read_is_reported_rest_saved(env: dict) -> None:
 
 
 def test_unreadable_files_are_reported_rest_saved(env: dict) -> None:
-    nobody = 65534
-    os.chmod(env["base"], 0o755)  # scratch dirs are 0700
-    home = env["base"] / "unprivileged"
-    home.mkdir()
-    os.chown(home, nobody, nobody)
-    src = home / "src"
+    """create runs as root without CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH, so that
+    mode 000 keeps it out of a file and a directory like any unprivileged user."""
+    cli: Cli = env["cli"]
+    src = env["base"] / "unreadable-src"
     src.mkdir()
     (src / "ok.txt").write_bytes(b"readable\n")
     (src / "secret").write_bytes(b"unreadable\n")
     (src / "locked").mkdir()
     (src / "locked" / "x").write_bytes(b"x")
-    for p in (src, src / "ok.txt", src / "secret", src / "locked", src / "locked" / "x"):
-        os.chown(p, nobody, nobody)
     os.chmod(src / "secret", 0)
     os.chmod(src / "locked", 0)
-    cli = Cli(home / "repo", home / "cache")
-    cli.run("init", user=nobody)
-    snap = cli.create(src, user=nobody, expect=1)
+    snap = cli.create(src, drop_dac=True, expect=1)
     assert len(snap["warnings"]) == 2, snap["warnings"]
     assert any(w.startswith(f"{src}/secret: ") and "Permission denied" in w
                for w in snap["warnings"])
-    assert any(w.startswith(f"{src}/locked: ") for w in snap["warnings"])
-    got = {e["path"] for e in cli.run("ls", snap["snapshot"], src, "--json", user=nobody)
-           .json_lines()}
+    assert any(w.startswith(f"{src}/locked: ") and "Permission denied" in w
+               for w in snap["warnings"])
+    got = {e["path"] for e in cli.run("ls", snap["snapshot"], src, "--json").json_lines()}
     assert f"{src}/ok.txt" in got and f"{src}/secret" not in got
-    assert cli.run("dump", "latest", src / "ok.txt", user=nobody).out == b"readable\n"
+    assert cli.run("dump", snap["snapshot"], src / "ok.txt").out == b"readable\n"
+    # as root the same tree is read in full
+    assert cli.create(src)["warnings"] == []
 
 
 def _listing(root: Path) -> dict[str, tuple[int, int]]:
@@ -696,3 +692,76 @@ def test_errors_are_one_line_without_traceback(env: dict) -> None:
     assert head == (env["src"] / "big.bin").read_bytes()[:1000]
     no_traceback(err)
     assert p.returncode != 0
+
+
+def _deep_tree(root: bytes, levels: int) -> None:
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for i in range(levels):
+            name = b"d%02d" % i + b"x" * 250
+            os.mkdir(name, dir_fd=fd)
+            nfd = os.open(name, os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+            os.close(fd)
+            fd = nfd
+        leaf = os.open(b"leaf", os.O_WRONLY | os.O_CREAT, 0o640, dir_fd=fd)
+        os.write(leaf, b"at the bottom\n")
+        os.close(leaf)
+    finally:
+        os.close(fd)
+
+
+def _fwalk_signature(root: bytes) -> list[tuple]:
+    """Names, modes and contents below ``root``, read with dir fds (paths exceed PATH_MAX)."""
+    out = []
+    for dirpath, dirnames, filenames, dfd in os.fwalk(root):
+        rel = os.path.relpath(dirpath, root)
+        for n in sorted(dirnames + filenames):
+            st = os.stat(n, dir_fd=dfd, follow_symlinks=False)
+            data = None
+            if stat.S_ISREG(st.st_mode):
+                fd = os.open(n, os.O_RDONLY, dir_fd=dfd)
+                data = os.read(fd, 1 << 20)
+                os.close(fd)
+            out.append((len(rel), rel[-40:], n, st.st_mode, st.st_mtime_ns, data))
+    return sorted(out)
+
+
+def test_paths_longer_than_path_max(env: dict) -> None:
+    cli: Cli = env["cli"]
+    src = os.fsencode(env["base"] / "deep-src")
+    os.mkdir(src)
+    _deep_tree(src, 30)  # 30 names of 253 bytes: about 7,600 bytes of path
+    snap = cli.create(src)
+    deepest = max(len(e["path"]) for e in cli.run("ls", snap["snapshot"], src, "--json")
+                  .json_lines())
+    assert deepest > 4096
+    t = os.fsencode(env["base"] / "deep-restored")
+    cli.run("restore", snap["snapshot"], "--target", t)
+    assert _fwalk_signature(src) == _fwalk_signature(t + src)
+
+
+def test_files_cache_sees_a_change_that_keeps_size_and_mtime(env: dict) -> None:
+    cli: Cli = env["cli"]
+    d = env["base"] / "cache-src"
+    d.mkdir()
+    f = d / "same-size"
+    f.write_bytes(b"version one\n")
+    cli.create(d)
+    again = cli.create(d)
+    assert again["files_unchanged"] == 1 and again["bytes_read"] == 0
+    st = os.stat(f)
+    f.write_bytes(b"version two\n")  # same size, and the old mtime put back
+    os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns))
+    changed = cli.create(d)
+    assert changed["files_read"] == 1 and changed["files_unchanged"] == 0, changed
+    assert cli.run("dump", changed["snapshot"], f).out == b"version two\n"
+    # a damaged files cache costs time, never correctness
+    damaged = [p for p in cli.cache.rglob("*") if p.is_file()]
+    assert damaged
+    for p in damaged:
+        p.write_bytes(b"\x93garbage")
+    f.write_bytes(b"version 3!!\n")
+    os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns))
+    third = cli.create(d)
+    assert third["files_read"] == 1
+    assert cli.run("dump", third["snapshot"], f).out == b"version 3!!\n"
