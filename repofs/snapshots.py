@@ -94,15 +94,20 @@ class SnapshotLog:
             raise SnapshotNotFound("the repository has no snapshots")
         if ref == "latest":
             return max(snaps, key=lambda s: (s.head.time_ns, s.head.seq))
-        named = [s for s in snaps if s.body is not None and s.body.name == ref]
-        if named:
-            return named[0]
         ref_l = ref.lower()
+        exact = [s for s in snaps if s.id == ref_l]
+        if exact:  # a full id means that snapshot, whatever any name says
+            return exact[0]
+        # A name never wins over an id prefix (or a second snapshot of that name): a writer
+        # could name a snapshot after another's short id to redirect restores to it.
+        named = [s for s in snaps if s.body is not None and s.body.name == ref]
         hits = [s for s in snaps if s.id.startswith(ref_l)] if len(ref_l) >= 4 else []
-        if len(hits) == 1:
-            return hits[0]
-        if len(hits) > 1:
-            raise AmbiguousSnapshot(f"snapshot prefix {ref!r} matches {len(hits)} snapshots")
+        found = {s.id: s for s in named + hits}
+        if len(found) == 1:
+            return next(iter(found.values()))
+        if len(found) > 1:
+            raise AmbiguousSnapshot(f"{ref!r} matches {len(found)} snapshots (by name or id "
+                                    "prefix); give the full id")
         raise SnapshotNotFound(f"no snapshot {ref!r}")
 
     def ensure_name_free(self, name: str, snaps: Sequence[Snapshot] | None = None) -> None:

@@ -338,7 +338,13 @@ def test_latest_is_by_time_then_seq(history) -> None:
     assert repo.snapshots.resolve("latest", snaps) is snaps[2]
 
 
-def test_a_name_wins_over_a_prefix(history) -> None:
+def test_a_name_never_wins_over_a_prefix(history) -> None:
+    # a writer naming a snapshot after another's short id must not redirect that id
     repo = history[0]
     snaps = [fake("beef" + "0" * 60, 0, 1), fake("cafe" + "0" * 60, 1, 2, name="beef")]
-    assert repo.snapshots.resolve("beef", snaps) is snaps[1]
+    with pytest.raises(AmbiguousSnapshot):
+        repo.snapshots.resolve("beef", snaps)
+    assert repo.snapshots.resolve("cafe", snaps) is snaps[1]
+    # a full id is exact, whatever a name says
+    snaps.append(fake("f00d" + "0" * 60, 2, 3, name="beef" + "0" * 60))
+    assert repo.snapshots.resolve("beef" + "0" * 60, snaps) is snaps[0]
