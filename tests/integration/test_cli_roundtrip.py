@@ -765,3 +765,29 @@ def test_files_cache_sees_a_change_that_keeps_size_and_mtime(env: dict) -> None:
     third = cli.create(d)
     assert third["files_read"] == 1
     assert cli.run("dump", third["snapshot"], f).out == b"version 3!!\n"
+
+
+def test_a_name_never_redirects_an_id_prefix(env: dict) -> None:
+    """A writer may name a snapshot after another's short id (or 'latest'): resolving that
+    reference must then fail as ambiguous, or still mean the id; never the impostor."""
+    cli: Cli = env["cli"]
+    src: Path = env["src"]
+    main_id = env["created"]["snapshot"]
+    impostor_src = env["base"] / "impostor"
+    impostor_src.mkdir()
+    (impostor_src / "hello.txt").write_bytes(b"not the file you backed up\n")
+    for name in (main_id[:8], main_id):
+        r = cli.run("create", "--json", impostor_src, "--name", name, expect=None)
+        assert r.rc in (0, 2), r
+        got = cli.run("ls", name, "--json", expect=None)
+        if got.rc == 0:
+            paths = {e["path"] for e in got.json_lines()}
+            assert f"{src}/hello.txt" in paths and f"{impostor_src}/hello.txt" not in paths
+        else:
+            assert got.rc == 2 and len(got.err_lines) == 1, got
+    r = cli.run("create", "--json", impostor_src, "--name", "latest", expect=None)
+    if r.rc == 0:
+        newest = cli.create(src / "hello.txt")
+        got = cli.run("restore", "latest", "--target", env["base"] / "t-latest", "--json",
+                      expect=None)
+        assert got.rc == 2 or got.json()["snapshot"] == newest["snapshot"], got
