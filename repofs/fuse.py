@@ -25,6 +25,7 @@ import signal
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import pyfuse3
 import trio
@@ -107,6 +108,7 @@ class _Ops(pyfuse3.Operations):
         self._limiter = trio.CapacityLimiter(_THREADS)
         self._ahead_limiter = trio.CapacityLimiter(_AHEAD)
         self._ahead = 0
+        self._store = True  # notify_store works (the kernel may refuse it)
         self.nursery: trio.Nursery | None = None
 
     def init(self) -> None:
@@ -173,7 +175,19 @@ class _Ops(pyfuse3.Operations):
     # -- files ------------------------------------------------------------------------
     async def open(self, inode: int, flags: int, ctx: pyfuse3.RequestContext) -> pyfuse3.FileInfo:
         with _errors("open"):
-            return pyfuse3.FileInfo(fh=self.fs.open(inode, flags), keep_cache=True)
+            fh = self.fs.open(inode, flags)
+            data = self.fs.cached_content(fh) if self._store else None
+            if data is not None:
+                # fetched ahead while its directory is read in order: hand it to the page
+                # cache now, and the reader's reads need no round trips
+                try:
+                    pyfuse3.notify_store(inode, 0, cast(bytes, data))  # takes any buffer
+                except OSError as e:
+                    log.info("the kernel refuses data ahead of reads (%s)", e)
+                    self._store = False
+                else:
+                    self._follow(fh)
+            return pyfuse3.FileInfo(fh=fh, keep_cache=True)
 
     async def release(self, fh: int) -> None:
         with _errors("release"):
@@ -192,8 +206,8 @@ class _Ops(pyfuse3.Operations):
                 else:
                     chunks[cid] = data
             self._read_ahead(plan.ahead)
-            if plan.first and self.nursery is not None:
-                self.nursery.start_soon(self._prefetch_following, fh)
+            if plan.first:
+                self._follow(fh)
             if missing:
                 failed: list[tuple[bytes, Exception]] = []
                 async with trio.open_nursery() as nursery:
@@ -222,6 +236,11 @@ class _Ops(pyfuse3.Operations):
             if not self.fs.cache.busy(cid):
                 self._ahead += 1
                 self.nursery.start_soon(self._prefetch, cid, n)
+
+    def _follow(self, fh: int) -> None:
+        """Fetch the first chunks of the files after this one in its directory."""
+        if self.nursery is not None:
+            self.nursery.start_soon(self._prefetch_following, fh)
 
     async def _prefetch_following(self, fh: int) -> None:
         try:

@@ -291,6 +291,23 @@ class SnapshotFS:
         """Which chunks a read needs; fetching them is the caller's (``read`` does it)."""
         return self._files[fh].plan(offset, size)
 
+    def cached_content(self, fh: int, limit: int = 1 << 20) -> bytes | memoryview | None:
+        """The whole file if it is at most ``limit`` bytes and its chunks are all cached
+        (never blocks): worth handing to the kernel before it asks."""
+        with self._lock:
+            f = self._files[fh]
+        if not 0 < f.entry.size <= limit:
+            return None
+        pieces, _ = f.pieces(0, f.entry.size)
+        chunks = {}
+        for p in pieces:
+            if p.chunk_id is not None:
+                data = self.cache.peek(p.chunk_id)
+                if data is None:
+                    return None
+                chunks[p.chunk_id] = data
+        return ReadPlan(f.label, pieces).assemble(chunks)
+
     def read(self, fh: int, offset: int, size: int) -> bytes | memoryview:
         """Read with blocking fetches, one chunk after the other."""
         plan = self.plan_read(fh, offset, size)

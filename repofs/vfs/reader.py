@@ -83,22 +83,30 @@ class OpenFile:
         self._next = 0
         self._started = False
 
-    def plan(self, offset: int, size: int) -> ReadPlan:
-        plan = ReadPlan(self.label, first=not self._started)
-        self._started = True
+    def pieces(self, offset: int, size: int) -> tuple[list[Piece], int]:
+        """The pieces of ``[offset, offset + size)``, and the index of the part after them."""
         end = min(offset + size, self.entry.size)
         if offset < 0 or offset >= end:
-            return plan
+            return [], len(self.entry.parts)
         parts, offsets = self.entry.parts, self.offsets
+        out = []
         i = bisect.bisect_right(offsets, offset) - 1
         while i < len(parts) and offsets[i] < end:
             start, stop = max(offset, offsets[i]), min(end, offsets[i + 1])
             if stop > start:
                 p = parts[i]
-                plan.pieces.append(Piece(p.chunk_id, p.size, start - offsets[i],
-                                         stop - offsets[i]))
+                out.append(Piece(p.chunk_id, p.size, start - offsets[i], stop - offsets[i]))
             i += 1
+        return out, i
+
+    def plan(self, offset: int, size: int) -> ReadPlan:
+        plan = ReadPlan(self.label, first=not self._started)
+        self._started = True
+        plan.pieces, i = self.pieces(offset, size)
+        if not plan.pieces:
+            return plan
         if offset == self._next:  # sequential: the next chunks will be wanted soon
+            parts = self.entry.parts
             budget = READAHEAD_BYTES
             while i < len(parts) and budget > 0:
                 cid = parts[i].chunk_id
@@ -106,21 +114,22 @@ class OpenFile:
                     plan.ahead.append((cid, parts[i].size))
                     budget -= parts[i].size
                 i += 1
-        self._next = end
+        self._next = offset + sum(p.end - p.start for p in plan.pieces)
         return plan
 
 
-def first_chunks(entries: list[Entry], after: int, max_files: int = 64,
+def first_chunks(entries: list[Entry], after: int, max_files: int = 32,
                  max_bytes: int = READAHEAD_BYTES) -> list[tuple[bytes, int]]:
     """The first chunk of each file following ``entries[after]``, within the budgets."""
     out: list[tuple[bytes, int]] = []
     for e in entries[after + 1 : after + 1 + max_files]:
-        part = next((p for p in e.parts if p.chunk_id is not None), None)
-        if part is not None and part.chunk_id is not None:
-            out.append((part.chunk_id, part.size))
-            max_bytes -= part.size
-            if max_bytes <= 0:
+        for p in e.parts:
+            if p.chunk_id is not None:
+                out.append((p.chunk_id, p.size))
+                max_bytes -= p.size
                 break
+        if max_bytes <= 0:
+            break
     return out
 
 

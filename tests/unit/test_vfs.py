@@ -390,6 +390,20 @@ def test_opening_a_file_points_at_the_next_files_of_its_directory(repo: FakeRepo
     assert fs.plan_read(fh, 0, 10).first and not fs.plan_read(fh, 0, 10).first
 
 
+def test_a_small_file_whose_chunks_are_cached_can_be_handed_over_whole(repo: FakeRepo) -> None:
+    hole = Part(None, 100)
+    data = repo.chunk(b"tail")
+    entry = ent(b"f", FILE, size=104, parts=(hole, data))
+    fs = SnapshotFS(repo, snapshot=repo.snapshot([entry, file(repo, b"empty", b"")]))
+    fh = fs.open(fs.lookup(ROOT, b"f")[0], 0)
+    assert fs.cached_content(fh) is None  # not fetched yet: never blocks to fetch it
+    assert data.chunk_id is not None
+    fs.cache.get(data.chunk_id, 4)
+    assert bytes(fs.cached_content(fh) or b"") == bytes(100) + b"tail"
+    assert fs.cached_content(fh, limit=50) is None
+    assert fs.cached_content(fs.open(fs.lookup(ROOT, b"empty")[0], 0)) is None
+
+
 def test_damaged_chunk_is_an_error_never_zeros(repo: FakeRepo) -> None:
     good = file(repo, b"good", b"fine data")
     bad = file(repo, b"bad", b"will be damaged")
