@@ -22,7 +22,7 @@ class NoPassphrase(RepofsError):
 
 def get(confirm: bool = False) -> bytes:
     env = os.environ.get("REPOFS_PASSPHRASE")
-    if env is not None:
+    if env:  # an empty variable counts as unset, never as an empty passphrase
         return env.encode()
     path = os.environ.get("REPOFS_PASSPHRASE_FILE")
     if path:

@@ -21,9 +21,20 @@ from typing import IO
 
 from repofs import fsmeta, spec
 from repofs.chunker import Chunker
-from repofs.errors import RepofsError, SourceFailed
+from repofs.errors import IntegrityError, RepofsError, SourceFailed
 from repofs.filescache import FilesCache, cache_dir
-from repofs.model import DIR, FILE, SYMLINK, Entry, Part, Snapshot, SnapshotBody, encode_tree
+from repofs.model import (
+    DIR,
+    FILE,
+    SYMLINK,
+    Entry,
+    Part,
+    Snapshot,
+    SnapshotBody,
+    check_labels,
+    check_name,
+    encode_tree,
+)
 from repofs.patterns import PatternSet
 from repofs.session import WriteSession
 
@@ -81,6 +92,17 @@ class Archiver:
     # -- entry points ------------------------------------------------------------------
     def run(self) -> Snapshot:
         start = time.time_ns()
+        host = self.opts.host or socket.gethostname()
+        try:
+            check_labels(self.opts.name, host, self.opts.tags)
+        except ValueError as e:
+            raise RepofsError(str(e)) from None
+        if self.opts.stdin_name is not None:
+            try:
+                check_name(self.opts.stdin_name, "stdin name", "")
+            except IntegrityError:
+                raise RepofsError("--stdin-name must be a file name of at most 255 bytes, "
+                                  "without '/'") from None
         if self.opts.name is not None:
             self.session.repo.snapshots.ensure_name_free(self.opts.name)
         paths: list[bytes]
@@ -89,10 +111,10 @@ class Archiver:
         else:
             paths = _outermost(self.opts.paths)
             root = self._paths_root(paths)
-        tree_id = self.session.add(spec.BLOB_TREE, encode_tree(root))
+        tree_id = self.session.add(spec.BLOB_TREE, self._tree(b"/", root))
         s = self.stats
         body = SnapshotBody(
-            tree=tree_id, paths=tuple(paths), host=self.opts.host or socket.gethostname(),
+            tree=tree_id, paths=tuple(paths), host=host,
             user=_current_user(), tags=tuple(self.opts.tags), name=self.opts.name,
             hardlinks={k: v for k, v in self._hl_counts.items() if v > 1},
             stats={"files": s.files, "dirs": s.dirs, "others": s.others,
@@ -105,7 +127,13 @@ class Archiver:
         return snapshot
 
     def warn(self, path: bytes, message: str) -> None:
-        self.stats.warnings.append(f"{os.fsdecode(path)}: {message}")
+        self.stats.warnings.append(f"{path.decode('utf-8', 'backslashreplace')}: {message}")
+
+    def _tree(self, path: bytes, entries: list[Entry]) -> bytes:
+        try:
+            return encode_tree(entries)
+        except ValueError as e:
+            raise RepofsError(f"{path.decode('utf-8', 'backslashreplace')}: {e}") from None
 
     # -- stdin -------------------------------------------------------------------------
     def _stdin_root(self) -> list[Entry]:
@@ -187,7 +215,7 @@ class Archiver:
             xattrs = self._xattrs(-1, b"", fd, path)
         finally:
             os.close(fd)
-        sub = self.session.add(spec.BLOB_TREE, encode_tree(children))
+        sub = self.session.add(spec.BLOB_TREE, self._tree(path, children))
         return self._entry(path.rsplit(b"/", 1)[1], st, DIR, subtree=sub, xattrs=xattrs)
 
     def _archive_top(self, path: bytes) -> Entry | None:
@@ -246,7 +274,7 @@ class Archiver:
                 self.warn(path, "directory nesting too deep, contents skipped")
             elif not (self.opts.one_file_system and st.st_dev != root_dev):
                 children = self._children(fd, path, root_dev, depth)
-            sub = self.session.add(spec.BLOB_TREE, encode_tree(children))
+            sub = self.session.add(spec.BLOB_TREE, self._tree(path, children))
             return self._entry(name, st, DIR, subtree=sub, xattrs=xattrs)
         finally:
             os.close(fd)

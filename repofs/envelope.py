@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from repofs import crypto
 from repofs.errors import IntegrityError
-from repofs.spec import FORMAT_VERSION, KIND_NAMES, MAGIC, MODE_SEALED, MODE_SHARED
+from repofs.spec import FORMAT_VERSION, KIND_MODES, KIND_NAMES, MAGIC, MODE_SEALED, MODE_SHARED
 
 HEADER = struct.Struct(">4sBBBx32s")
 HEADER_LEN = HEADER.size  # 40
@@ -72,28 +72,33 @@ def open_object(
     shared_key: bytes,
     repo_public: bytes,
     reader: crypto.X25519Pair | None,
+    mode: int | None = None,
 ) -> ObjectCipher:
-    """Parse and check a header read from storage, asserting the kind we expect."""
+    """Parse and check a header read from storage, asserting the kind (and the mode) we
+    expect: a pack in shared mode would be readable by write-only keys."""
     name = KIND_NAMES[kind]
     if len(header) != HEADER_LEN:
         raise IntegrityError(name, object_id, "truncated header")
-    magic, version, got_kind, mode, material = HEADER.unpack(header)
+    magic, version, got_kind, got_mode, material = HEADER.unpack(header)
     if magic != MAGIC:
         raise IntegrityError(name, object_id, "not a repofs object")
     if version != FORMAT_VERSION:
         raise IntegrityError(name, object_id, f"unknown format version {version}")
     if got_kind != kind:
         raise IntegrityError(name, object_id, f"object is a {KIND_NAMES.get(got_kind, '?')}")
-    if mode == MODE_SHARED:
-        key = crypto.hkdf(shared_key, material, _info(kind, mode))
-    elif mode == MODE_SEALED:
+    expected = mode if mode is not None else KIND_MODES.get(kind)
+    if expected is not None and got_mode != expected:
+        raise IntegrityError(name, object_id, "object has the wrong encryption mode")
+    if got_mode == MODE_SHARED:
+        key = crypto.hkdf(shared_key, material, _info(kind, got_mode))
+    elif got_mode == MODE_SEALED:
         if reader is None:
             raise CannotRead(f"this key cannot read {name} {object_id}")
         try:
             dh = reader.agree(material)
         except ValueError:
             raise IntegrityError(name, object_id, "invalid ephemeral key") from None
-        key = crypto.hkdf(dh, material + repo_public, _info(kind, mode))
+        key = crypto.hkdf(dh, material + repo_public, _info(kind, got_mode))
     else:
-        raise IntegrityError(name, object_id, f"unknown mode {mode}")
+        raise IntegrityError(name, object_id, f"unknown mode {got_mode}")
     return ObjectCipher(bytes(header), key, name, object_id)

@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 
 from repofs import crypto, spec
-from repofs.errors import BadKeyFile, IntegrityError, WrongPassphrase
+from repofs.errors import BadKeyFile, IntegrityError, KeyError_, WrongPassphrase
 
 CAP_FULL = "full"
 CAP_WRITE_ONLY = "write-only"
@@ -58,6 +58,8 @@ def generate(repo_id: bytes) -> MasterKeys:
 
 def wrap(keys: MasterKeys, passphrase: bytes, kdf: dict[str, int] | None = None) -> bytes:
     """Encode a key file for ``keys`` under ``passphrase``."""
+    if not passphrase:
+        raise KeyError_("an empty passphrase would protect nothing: choose one")
     params = dict(spec.KDF_DEFAULT if kdf is None else kdf)
     _check_kdf(params["t"], params["m"], params["p"], "(new)")
     salt = crypto.random_bytes(32)

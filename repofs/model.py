@@ -11,6 +11,7 @@ unknown types, out-of-range numbers.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -129,8 +130,12 @@ def decode_entry(raw: Any, kind: str, object_id: str) -> Entry:
 
 
 def encode_tree(entries: list[Entry]) -> bytes:
+    """A directory's tree blob; ValueError if readers would refuse it as too large."""
     entries = sorted(entries, key=lambda e: e.name)
-    return spec.pack({"v": spec.FORMAT_VERSION, "e": [encode_entry(e) for e in entries]})
+    data = spec.pack({"v": spec.FORMAT_VERSION, "e": [encode_entry(e) for e in entries]})
+    if len(data) > spec.MAX_TREE_RAW or len(entries) > spec.MAX_ENTRIES:
+        raise ValueError(f"a directory of {len(entries)} entries is larger than a tree may be")
+    return data
 
 
 def decode_tree(data: bytes, tree_id: str) -> list[Entry]:
@@ -201,8 +206,26 @@ def encode_body(head: SnapshotHead, body: SnapshotBody) -> bytes:
     })
 
 
+MAX_LABEL = 256  # snapshot names, hosts, users and tags
+
+
+def check_labels(name: str | None, host: str, tags: Sequence[str]) -> None:
+    """Refuse, before anything is written, labels a reader would refuse later."""
+    for what, value in [("name", name), ("host", host), *(("tag", t) for t in tags)]:
+        if value is None:
+            continue
+        if not 0 < len(value) <= MAX_LABEL or any(ord(c) < 32 or c == "\x7f" for c in value):
+            raise ValueError(f"{what} must be 1 to {MAX_LABEL} printable characters")
+    if name is not None and (":" in name or name == "latest"):
+        raise ValueError("a snapshot name cannot contain ':' or be 'latest'")
+    if len(tags) > 4096:
+        raise ValueError("at most 4096 tags")
+
+
 def decode_body(data: bytes, snap_id: str, head: SnapshotHead) -> SnapshotBody:
     f = spec.Fields(spec.unpack(data, "snapshot", snap_id), "snapshot", snap_id)
+    if f.integer("v") != spec.FORMAT_VERSION:
+        raise f.fail("unknown version")
     bound = (f.integer("seq", hi=2**62), tuple(f.id_list("prev", 32, 4096)),
              f.integer("time", hi=2**63 - 1))
     if bound != (head.seq, head.prev, head.time_ns):
@@ -219,7 +242,8 @@ def decode_body(data: bytes, snap_id: str, head: SnapshotHead) -> SnapshotBody:
     stats = f.mapping("stats")
     if not all(isinstance(k, str) and isinstance(v, int) for k, v in stats.items()):
         raise f.fail("malformed stats")
-    name = None if f.raw("name") is None else f.text("name", 256)
-    return SnapshotBody(tree=f.blob("tree", size=ID_LEN), paths=tuple(paths), host=f.text("host"),
-                        user=f.text("user"), tags=tuple(f.text_list("tags")), name=name,
+    name = None if f.raw("name") is None else f.text("name", MAX_LABEL)
+    return SnapshotBody(tree=f.blob("tree", size=ID_LEN), paths=tuple(paths),
+                        host=f.text("host", MAX_LABEL), user=f.text("user", MAX_LABEL),
+                        tags=tuple(f.text_list("tags")), name=name,
                         hardlinks=hl, stats=stats)

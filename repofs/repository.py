@@ -128,9 +128,10 @@ class Repository:
     def new_cipher(self, kind: int, mode: int) -> ObjectCipher:
         return new_object(kind, mode, self.keys.shared_key, self.keys.repo_public)
 
-    def open_cipher(self, header: bytes, kind: int, name: str) -> ObjectCipher:
+    def open_cipher(self, header: bytes, kind: int, name: str,
+                    mode: int | None = None) -> ObjectCipher:
         return open_object(header, kind, name, self.keys.shared_key, self.keys.repo_public,
-                           self.keys.reader)
+                           self.keys.reader, mode)
 
     # -- index ---------------------------------------------------------------------------
     def load_index(self) -> None:

@@ -23,7 +23,7 @@ from typing import BinaryIO
 
 from repofs import fsmeta, spec
 from repofs.errors import IntegrityError, RepofsError, UnsafePath
-from repofs.model import BLOCK, CHAR, DIR, FIFO, FILE, SYMLINK, Entry
+from repofs.model import BLOCK, CHAR, DIR, FIFO, FILE, SYMLINK, Entry, Part
 from repofs.patterns import PatternSet
 from repofs.repository import Repository
 
@@ -153,12 +153,13 @@ class Restorer:
         self.stats = RestoreStats()
         self.progress = progress
         self._as_root = os.geteuid() == 0
-        self._links: dict[int, list[bytes]] = {}
+        # hardlink group -> (where its first member was restored, that member's content)
+        self._links: dict[int, tuple[list[bytes], tuple[Part, ...]]] = {}
         self._prefetch = _Prefetch(repo)
 
     def shown(self, parts: list[bytes]) -> str:
-        return os.fsdecode(os.path.join(os.fsencode(self.target), *parts) if parts
-                           else os.fsencode(self.target))
+        path = os.path.join(os.fsencode(self.target), *parts)
+        return path.decode("utf-8", "backslashreplace")
 
     def warn(self, parts: list[bytes], message: str) -> None:
         self.stats.warnings.append(f"{self.shown(parts)}: {message}")
@@ -172,7 +173,7 @@ class Restorer:
         try:
             if entry.type == DIR:
                 self._restore_children(root, entry, path, 0)
-            else:
+            elif self._selected(path):
                 self._prefetch.plan([entry])
                 self._restore_entry(root, entry, path)
         finally:
@@ -188,7 +189,7 @@ class Restorer:
 
     def _restore_children(self, d: _Dir, entry: Entry, path: bytes, depth: int) -> None:
         assert entry.subtree is not None
-        if depth > 2048:
+        if depth > spec.MAX_TREE_DEPTH:
             raise IntegrityError("tree", entry.subtree.hex(), "nested too deep")
         children = self.repo.load_tree(entry.subtree)
         self._prefetch.plan([
@@ -210,7 +211,7 @@ class Restorer:
                 if self._selected(child_path):
                     sub.fd()
                 self._restore_children(sub, child, child_path, depth + 1)
-                if sub.created or sub.opened:
+                if sub.created:  # a directory that was already there keeps its metadata
                     self._finish_dir(d, sub, child)
             except UnsafePath as e:
                 self.stats.warnings.append(str(e))
@@ -249,9 +250,14 @@ class Restorer:
             self.warn(parts, f"not restored: {err.strerror}")
 
     def _restore_file(self, d: _Dir, dfd: int, e: Entry, parts: list[bytes]) -> None:
-        if e.hardlink is not None and e.hardlink in self._links:
-            self._link(dfd, e, parts)
-            return
+        first = self._links.get(e.hardlink) if e.hardlink is not None else None
+        if first is not None:
+            if first[1] == e.parts:
+                self._link(dfd, e, first[0])
+                return
+            # a crafted tree: members of one group with different contents. Restore what
+            # this entry says, as its own file, so restore and dump agree.
+            self.warn(parts, "hardlink group members differ in content; restored unlinked")
         fd = os.open(e.name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
                      | os.O_CLOEXEC, 0o600, dir_fd=dfd)
         try:
@@ -276,12 +282,11 @@ class Restorer:
             self._apply(d, e, fd, parts)
         finally:
             os.close(fd)
-        if e.hardlink is not None:
-            self._links[e.hardlink] = parts
+        if e.hardlink is not None and first is None:
+            self._links[e.hardlink] = (parts, e.parts)
 
-    def _link(self, dfd: int, e: Entry, parts: list[bytes]) -> None:
+    def _link(self, dfd: int, e: Entry, src: list[bytes]) -> None:
         """Hardlink to a file restored earlier in this run, reached from the target down."""
-        src = self._links[e.hardlink]  # type: ignore[index]
         fd = os.open(self.target, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
             for comp in src[:-1]:

@@ -11,6 +11,7 @@ joins it, and a snapshot that is referenced but missing is detected.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Sequence
 from typing import Protocol
 
@@ -29,6 +30,9 @@ from repofs.model import (
 from repofs.store import WriterStore
 
 
+FUTURE_TOLERANCE_NS = 3600 * 10**9  # clocks of backed-up hosts may run a little ahead
+
+
 class _Objects(Protocol):
     store: WriterStore
 
@@ -41,7 +45,8 @@ class _Objects(Protocol):
 
     def new_cipher(self, kind: int, mode: int) -> ObjectCipher: ...
 
-    def open_cipher(self, header: bytes, kind: int, name: str) -> ObjectCipher: ...
+    def open_cipher(self, header: bytes, kind: int, name: str,
+                    mode: int | None = None) -> ObjectCipher: ...
 
 
 class ChainGuard(Protocol):
@@ -62,11 +67,13 @@ class SnapshotLog:
 
     def read(self, name: str) -> Snapshot:
         data = self._repo.get_verified(spec.NS_SNAPSHOTS, name, "snapshot")
-        outer = self._repo.open_cipher(data[:HEADER_LEN], spec.KIND_SNAPSHOT, name)
+        outer = self._repo.open_cipher(data[:HEADER_LEN], spec.KIND_SNAPSHOT, name,
+                                       spec.MODE_SHARED)
         head, sealed = decode_head(outer.open(0, memoryview(data)[HEADER_LEN:], b"snapshot"), name)
         body = None
         if self._repo.can_read:
-            inner = self._repo.open_cipher(sealed[:HEADER_LEN], spec.KIND_SNAPSHOT, name)
+            inner = self._repo.open_cipher(sealed[:HEADER_LEN], spec.KIND_SNAPSHOT, name,
+                                           spec.MODE_SEALED)
             plain = inner.open(0, memoryview(sealed)[HEADER_LEN:], b"snapshot body")
             body = decode_body(plain, name, head)
         return Snapshot(name, head, body)
@@ -93,7 +100,11 @@ class SnapshotLog:
         if not snaps:
             raise SnapshotNotFound("the repository has no snapshots")
         if ref == "latest":
-            return max(snaps, key=lambda s: (s.head.time_ns, s.head.seq))
+            # A writer sets its own clock: a snapshot dated in the future would stay
+            # "latest" for ever. It is left out while it is in the future.
+            horizon = time.time_ns() + FUTURE_TOLERANCE_NS
+            current = [s for s in snaps if s.head.time_ns <= horizon] or list(snaps)
+            return max(current, key=lambda s: (s.head.time_ns, s.head.seq))
         ref_l = ref.lower()
         exact = [s for s in snaps if s.id == ref_l]
         if exact:  # a full id means that snapshot, whatever any name says

@@ -36,6 +36,8 @@ KIND_NAMES = {KIND_PACK: "pack", KIND_INDEX: "index segment", KIND_SNAPSHOT: "sn
 # -- SESSION MODES (header byte 6) -------------------------------------------------
 MODE_SEALED = 1  # X25519: only holders of the repository's private key can read
 MODE_SHARED = 2  # symmetric shared key: every key, write-only ones included, can read
+# The mode each kind must have; a snapshot is a shared head around a sealed body.
+KIND_MODES = {KIND_PACK: MODE_SEALED, KIND_INDEX: MODE_SHARED}
 
 # -- BLOB TYPES ------------------------------------------------------------------
 BLOB_DATA = 1

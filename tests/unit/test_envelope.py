@@ -20,8 +20,12 @@ def new(kind: int, mode: int):
     return new_object(kind, mode, SHARED, PAIR.public)
 
 
-def reopen(header: bytes, kind: int, reader=PAIR, shared=SHARED, public=None):
-    return open_object(header, kind, "obj1", shared, public or PAIR.public, reader)
+def reopen(header: bytes, kind: int, reader=PAIR, shared=SHARED, public=None, mode="header"):
+    """Open as a reader would; by default asserting the mode the header states, so these
+    tests reach the checks behind the per-kind mode rule (tested on its own below)."""
+    if mode == "header":
+        mode = header[6] if len(header) > 6 else None
+    return open_object(header, kind, "obj1", shared, public or PAIR.public, reader, mode)
 
 
 def relabel(header: bytes, offset: int, value: int) -> bytes:
@@ -47,7 +51,7 @@ def test_seal_open_round_trip(kind: int, mode: int, plain: bytes, aad: bytes,
                               counter: int) -> None:
     c = new(kind, mode)
     ct = c.seal(counter, plain, aad)
-    r = reopen(c.header, kind)
+    r = reopen(c.header, kind, mode=mode)
     assert r.key == c.key and r.object_id == "obj1"
     assert r.open(counter, ct, aad) == plain
     assert r.open(counter, memoryview(ct), aad) == plain
@@ -201,3 +205,15 @@ def test_mutated_objects_never_open(mutate, data: st.DataObject, kind: int, mode
     with pytest.raises(IntegrityError):
         r = reopen(bad[:HEADER_LEN], kind)
         r.open(0, bad[HEADER_LEN:], b"ctx")
+
+
+@pytest.mark.parametrize(("kind", "wrong"), [(spec.KIND_PACK, spec.MODE_SHARED),
+                                             (spec.KIND_INDEX, spec.MODE_SEALED)])
+def test_each_kind_must_have_its_mode(kind: int, wrong: int) -> None:
+    """A pack in shared mode would be readable by write-only keys: refused."""
+    c = new(kind, wrong)
+    with pytest.raises(IntegrityError, match="wrong encryption mode"):
+        reopen(c.header, kind, mode=None)
+    snap = new(spec.KIND_SNAPSHOT, spec.MODE_SEALED)
+    with pytest.raises(IntegrityError, match="wrong encryption mode"):
+        reopen(snap.header, spec.KIND_SNAPSHOT, mode=spec.MODE_SHARED)
