@@ -29,7 +29,6 @@ from repofs.model import (
 )
 from repofs.store import WriterStore
 
-
 FUTURE_TOLERANCE_NS = 3600 * 10**9  # clocks of backed-up hosts may run a little ahead
 
 

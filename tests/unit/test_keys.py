@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from repofs import crypto, keys, spec
-from repofs.errors import BadKeyFile, IntegrityError, WrongPassphrase
+from repofs.errors import BadKeyFile, IntegrityError, KeyError_, WrongPassphrase
 
 REPO_ID = b"\x11" * 32
 MIN_KDF = {"t": 3, "m": 64 * 1024, "p": 1}
@@ -122,7 +122,8 @@ def test_default_kdf_is_used_when_none_given(master: keys.MasterKeys) -> None:
 
 
 # -- round trips under a fast stand-in KDF -------------------------------------------------------
-@given(st.binary(max_size=100), st.sampled_from([keys.CAP_FULL, keys.CAP_WRITE_ONLY]),
+@given(st.binary(min_size=1, max_size=100),
+       st.sampled_from([keys.CAP_FULL, keys.CAP_WRITE_ONLY]),
        st.integers(spec.KDF_MIN_T, spec.KDF_MAX_T),
        st.integers(spec.KDF_MIN_M_KIB, spec.KDF_MAX_M_KIB),
        st.integers(spec.KDF_MIN_P, spec.KDF_MAX_P))
@@ -353,3 +354,8 @@ def test_mutated_key_files_are_refused(mutate, master: keys.MasterKeys,
             return
         # a change outside the authenticated parts ("created") may still open
         assert got is None or same_keys(got, master)
+
+
+def test_an_empty_passphrase_is_refused() -> None:
+    with pytest.raises(KeyError_, match="empty passphrase"):
+        keys.wrap(keys.generate(REPO_ID), b"")
