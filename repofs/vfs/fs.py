@@ -257,7 +257,7 @@ class SnapshotFS:
 
     # -- files ------------------------------------------------------------------------
     def open(self, ino: int, flags: int) -> int:
-        if flags & (os.O_WRONLY | os.O_RDWR | os.O_TRUNC | os.O_APPEND):
+        if flags & (os.O_WRONLY | os.O_RDWR | os.O_TRUNC):
             raise OSError(errno.EROFS, "read-only file system")
         s = self._inodes.spec(ino)
         if not isinstance(s, Stored) or s.entry.type != FILE:

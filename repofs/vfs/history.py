@@ -66,7 +66,7 @@ def _content(e: Entry) -> tuple[object, ...]:
 class HistoryView:
     """Listings, lookups and attributes of the history directories."""
 
-    def __init__(self, source: TreeSource, view: Presentation, memo_size: int = 4096) -> None:
+    def __init__(self, source: TreeSource, view: Presentation, memo_size: int = 256) -> None:
         self._source = source
         self._view = view
         self._memo: OrderedDict[tuple[int, bytes], list[Occurrence]] = OrderedDict()

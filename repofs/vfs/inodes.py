@@ -24,9 +24,14 @@ ROOT = 1
 
 
 class Node:
+    """One inode. ``attr`` is kept only where computing it may block (history
+    directories) or depends on the layout; a stored entry's is computed when asked,
+    which keeps a node small: the kernel may hold millions."""
+
     __slots__ = ("attr", "ino", "key", "lookups", "spec")
 
-    def __init__(self, ino: int, spec: Spec, key: tuple[object, ...], attr: Attr) -> None:
+    def __init__(self, ino: int, spec: Spec, key: tuple[object, ...],
+                 attr: Attr | None) -> None:
         self.ino, self.spec, self.key, self.attr, self.lookups = ino, spec, key, attr, 0
 
 
@@ -55,9 +60,12 @@ class InodeTable:
         with self._lock:
             return self._get(ino).spec
 
+    def _attr(self, node: Node) -> Attr:
+        return node.attr if node.attr is not None else self._make_attr(node.spec)
+
     def attr(self, ino: int) -> Attr:
         with self._lock:
-            return self._get(ino).attr
+            return self._attr(self._get(ino))
 
     def set_attr(self, ino: int, attr: Attr) -> None:
         with self._lock:
@@ -67,7 +75,11 @@ class InodeTable:
         key = s.key(parent, name) if isinstance(s, Stored) else (parent, name)
         node = self._by_key.get(key)
         if node is None:
-            node = Node(next(self._inos), s, key, attr or self._make_attr(s))
+            if isinstance(s, Stored):
+                attr = None
+            elif attr is None:
+                attr = self._make_attr(s)
+            node = Node(next(self._inos), s, key, attr)
             self._nodes[node.ino] = node
             self._by_key[key] = node
         elif not isinstance(s, Stored):  # the layout may have changed since
@@ -86,14 +98,14 @@ class InodeTable:
         with self._lock:
             node = self._obtain(parent, name, s, attr)
             node.lookups += 1
-            return node.ino, node.attr
+            return node.ino, self._attr(node)
 
     def offer(self, parent: int, name: bytes, s: Spec, attr: Attr | None,
               reply: Callable[[int, Attr], bool]) -> bool:
         """Offer a listed name to the kernel; a reference only if ``reply`` accepts it."""
         with self._lock:
             node = self._obtain(parent, name, s, attr)
-            if not reply(node.ino, node.attr):
+            if not reply(node.ino, self._attr(node)):
                 self._drop(node)
                 return False
             node.lookups += 1

@@ -25,7 +25,7 @@ TYPE_BITS = {FILE: stat.S_IFREG, DIR: stat.S_IFDIR, SYMLINK: stat.S_IFLNK,
              BLOCK: stat.S_IFBLK, CHAR: stat.S_IFCHR, FIFO: stat.S_IFIFO}
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, slots=True)
 class SnapCtx:
     """One readable snapshot as the mount shows it; compared by identity (one per id)."""
 
@@ -43,7 +43,7 @@ class SnapCtx:
                      ctime_ns=self.time_ns, subtree=self.tree)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Stored:
     """An entry of a snapshot's tree (a snapshot's root is one too)."""
 
@@ -58,21 +58,21 @@ class Stored:
         return (parent, name)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Virtual:
     """A directory of the layout, e.g. ``(b"hosts", b"web1")``."""
 
     path: tuple[bytes, ...]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Link:
     """A symlink of the layout (``snapshots/latest``)."""
 
     target: bytes
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class History:
     """``history/<path>/``; with ``versions`` set, the ``.versions`` directory of a directory."""
 
@@ -83,7 +83,7 @@ class History:
 Spec = Stored | Virtual | Link | History
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Attr:
     """What stat(2) shows, and how long the kernel may trust it and the name leading to it."""
 
@@ -100,7 +100,7 @@ class Attr:
     entry_ttl: float = SHORT_TTL
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Presentation:
     """Overrides of stored owners and modes (``--uid``, ``--gid``, ``--umask``).
 

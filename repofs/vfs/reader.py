@@ -25,7 +25,7 @@ CACHE_BYTES = 64 * 1024 * 1024
 READAHEAD_BYTES = 8 * 1024 * 1024
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Piece:
     """The slice ``[start, end)`` of one part of a file (a chunk, or a hole when no id)."""
 
