@@ -791,3 +791,22 @@ def test_a_name_never_redirects_an_id_prefix(env: dict) -> None:
         got = cli.run("restore", "latest", "--target", env["base"] / "t-latest", "--json",
                       expect=None)
         assert got.rc == 2 or got.json()["snapshot"] == newest["snapshot"], got
+
+
+def test_file_capabilities_survive_restore(env: dict) -> None:
+    """security.capability is dropped by every chown: restore must set it after the owner."""
+    cli: Cli = env["cli"]
+    d = env["base"] / "caps-src"
+    d.mkdir()
+    f = d / "ping-like"
+    f.write_bytes(b"#!/bin/true\n")
+    os.chown(f, 1000, 1000)
+    subprocess.run(["setcap", "cap_net_raw+ep", str(f)], check=True)
+    os.chmod(f, 0o4755)
+    snap = cli.create(d)
+    t = env["base"] / "caps-restored"
+    cli.run("restore", snap["snapshot"], "--target", t)
+    assert rsync_diff(d, under(t, d)) == ""
+    caps = subprocess.run(["getcap", str(under(t, d) / "ping-like")], capture_output=True,
+                          text=True, check=True).stdout
+    assert "cap_net_raw=ep" in caps
