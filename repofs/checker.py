@@ -31,6 +31,9 @@ from repofs.pack import open_blob, read_trailer
 from repofs.repository import Repository
 from repofs.snapshots import chain_errors, heads
 
+Place = tuple[bytes, int, int]  # blob id, blob type, offset in its pack
+_MISSING_PACK = "missing, but an index segment lists blobs in it"
+
 
 @dataclass
 class Problem:
@@ -104,6 +107,9 @@ class Checker:
         self._load_index()
         self._packs = set(self.repo.store.list(spec.NS_DATA))
         self.report.counts["packs"] = len(self._packs)
+        for pack in self.repo.index.packs():
+            if pack not in self._packs:
+                self.problem("pack", pack, _MISSING_PACK)
         if self.read_data:
             self._read_packs()
         snaps = self._snapshots()
@@ -191,7 +197,7 @@ class Checker:
             return None
         missing = [loc.pack for loc in locs if loc.pack not in self._packs]
         if missing:
-            return self.problem("pack", missing[0], "missing (its blobs are indexed)", path)
+            return self.problem("pack", missing[0], _MISSING_PACK, path)
         name = spec.BLOB_NAMES[blob_type]
         return self.problem(name, blob_id.hex(), "every indexed copy failed --read-data", path)
 
@@ -248,13 +254,13 @@ class Checker:
 
     # -- --read-data -------------------------------------------------------------------------
     def _read_packs(self) -> None:
-        indexed: dict[str, set[tuple[bytes, int, int]]] = {}
+        indexed: dict[str, set[Place]] = {}
         for pack, e in self.repo.index.entries():
             indexed.setdefault(pack, set()).add((e.blob_id, e.blob_type, e.offset))
         for i, pack in enumerate(sorted(self._packs)):
             self.progress(f"reading pack {i + 1}/{len(self._packs)}")
             try:
-                held = self._read_pack(pack)
+                listed, held = self._read_pack(pack)
             except CannotRead:
                 self.report.notes.append(Problem("repository", self.repo.id[:8], "this key "
                                                  "cannot decrypt packs: --read-data skipped"))
@@ -265,16 +271,20 @@ class Checker:
                 continue
             for blob_id, blob_type, offset in indexed.get(pack, set()) - held:
                 self._bad_places.add((pack, offset))
-                self.problem("index segment", f"entry {blob_id.hex()}",
-                             f"says pack {pack} holds a {spec.BLOB_NAMES[blob_type]} at "
-                             f"{offset}; the pack does not")
+                if (blob_id, blob_type, offset) not in listed:  # else named as it failed
+                    self.problem("index segment", f"entry {blob_id.hex()}",
+                                 f"says pack {pack} holds a {spec.BLOB_NAMES[blob_type]} at "
+                                 f"{offset}; the pack does not")
 
-    def _read_pack(self, pack: str) -> set[tuple[bytes, int, int]]:
-        """Read and verify one pack whole; the (id, type, offset) of blobs that verified."""
+    def _read_pack(self, pack: str) -> tuple[set[Place], set[Place]]:
+        """Read and verify one pack whole: (id, type, offset) of the blobs its trailer
+        lists, and of those that verified."""
         data = self.repo.get_verified(spec.NS_DATA, pack, "pack")
         cipher = self.repo.open_cipher(data[:HEADER_LEN], spec.KIND_PACK, pack)
-        held: set[tuple[bytes, int, int]] = set()
+        listed: set[Place] = set()
+        held: set[Place] = set()
         for e in read_trailer(cipher, data):
+            listed.add((e.blob_id, e.blob_type, e.offset))
             name = spec.BLOB_NAMES[e.blob_type]
             try:
                 plain = open_blob(cipher, e, data[e.offset:e.offset + e.length])
@@ -285,7 +295,7 @@ class Checker:
                 self._from(err)
                 continue
             held.add((e.blob_id, e.blob_type, e.offset))
-        return held
+        return listed, held
 
 
 __all__ = ["CheckReport", "Checker", "Problem"]

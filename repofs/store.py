@@ -169,8 +169,7 @@ class LocalStore:
             try:
                 st = os.lstat(d)
             except FileNotFoundError:
-                raise IntegrityError("repository", str(d.relative_to(self.root)),
-                                     "directory missing") from None
+                continue  # a namespace newer than the repository: nothing to follow there
             if not stat.S_ISDIR(st.st_mode):
                 raise IntegrityError("repository", str(d.relative_to(self.root)) or ".",
                                      "is a symlink or not a directory")
