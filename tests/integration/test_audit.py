@@ -8,6 +8,7 @@ and key id that opened it, and nothing that looks like key material or the passp
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -70,8 +71,6 @@ class Receiver:
 
 def parse(message: str) -> dict[str, str]:
     """``key=value`` pairs of one message; quoted values are JSON strings."""
-    import json
-
     fields: dict[str, str] = {}
     for m in re.finditer(r'(\w+)=("(?:[^"\\]|\\.)*"|\[[^\]]*\]|\S+)', message):
         value = m[2]
@@ -249,3 +248,43 @@ def test_refusal_is_a_warning(monkeypatch: pytest.MonkeyPatch, shm_dir: Path) ->
     f = parse(msg)
     assert (f["event"], f["outcome"], f["reason"], f["op"]) == (
         "serve", "refused", "append-only namespace", "delete")
+
+
+def _has_command(name: str) -> bool:
+    out = subprocess.run([REPOFS, "--help"], capture_output=True, text=True, check=False).stdout
+    return any(line.split()[:1] == [name] for line in out.split("Commands:")[-1].splitlines())
+
+
+@pytest.mark.skipif(not _has_command("key"), reason="no 'repofs key' command yet")
+def test_key_changes_are_recorded_without_passphrases(shm_dir: Path) -> None:
+    r = Receiver(shm_dir / "keys.sock")
+    try:
+        env = {audit.ENV_SOCKET: str(r.path)}
+        cli = make_cli(shm_dir, "keyrepo", init=False)
+        init = cli.run("init", "--json", env=env).json()
+        new = "a brand new passphrase for the audit test"
+
+        def key(sub: str, extra: dict[str, str] | None = None) -> dict:
+            p = subprocess.run([REPOFS, "key", sub, "-r", str(cli.repo), "--json"],
+                               capture_output=True, env=cli.env({**env, **(extra or {})}),
+                               check=False)
+            assert p.returncode == 0, p.stderr
+            return json.loads(p.stdout) if sub != "list" else {}
+
+        added = key("add", {"REPOFS_NEW_PASSPHRASE": new})
+        changed = key("passwd", {"REPOFS_NEW_PASSPHRASE": new + " 2"})
+        key("list")
+        (add,) = r.events("key-add")
+        (passwd,) = r.events("key-passwd")
+        assert len(r.events("key-list")) == 1
+        text = b"\n".join(r.datagrams)
+    finally:
+        r.close()
+    for e in (add, passwd):
+        assert (e["repo"], e["key"]) == (init["id"], init["key"])
+    assert add["new_key"] == added["key"]
+    assert passwd["new_key"] == changed["key"]
+    assert new.encode() not in text and PASSPHRASE.encode() not in text
+    known = {init["id"], init["key"], added["key"], changed["key"]}
+    for token in re.findall(rb"[0-9a-fA-F]{16,}", text):
+        assert token.decode() in known, token
