@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from repofs import spec
@@ -23,7 +23,7 @@ TYPES = (FILE, DIR, SYMLINK, BLOCK, CHAR, FIFO)
 ID_LEN = 32
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Part:
     """A piece of a file: a chunk (``chunk_id``) or a hole (``chunk_id`` is None)."""
 
@@ -31,7 +31,7 @@ class Part:
     size: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Entry:
     """One directory entry with all the metadata repofs keeps."""
 
@@ -51,7 +51,6 @@ class Entry:
     rdev: int = 0
     xattrs: tuple[tuple[bytes, bytes], ...] = ()
     hardlink: int | None = None  # entries sharing an inode in the source share this number
-    extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
 
 def check_name(name: bytes, kind: str, object_id: str) -> None:
