@@ -14,6 +14,7 @@
 #
 #   packaging/ci-test.sh              build, lint, install, test
 #   packaging/ci-test.sh --deb FILE   test an existing .deb (no build, no lintian)
+#   REPOFS_DEB_GIT_REV=HEAD packaging/ci-test.sh   build a commit, not the work tree
 set -euo pipefail
 cd "$(dirname "$0")/.."
 top=$PWD
