@@ -103,7 +103,11 @@ def test_store_refuses_to_write_under_an_existing_name(shm_module_dir: Path) -> 
     store = LocalStore.open(cli.repo)
     assert not any(hasattr(store, m) for m in ("delete", "remove", "rename", "unlink"))
     for ns in NAMESPACES:
-        name = sorted(store.list(ns))[0]
+        names = sorted(store.list(ns))
+        if not names:  # a namespace this repository has not used yet: add an object first
+            names = ["5e" * 32]
+            assert store.put(ns, names[0], b"first") is True
+        name = names[0]
         path = store.path(ns, name)
         original = path.read_bytes()
         with pytest.raises(ObjectExists):
