@@ -39,8 +39,10 @@ def pristine(attack_dir: Path, fake_ssh: Path) -> Pristine:
 def victim_factory(attack_dir: Path, fake_ssh: Path, pristine: Pristine,
                    request: pytest.FixtureRequest) -> Callable[..., Victim]:
     def make(serve_flags: str = "", base: Path | None = None) -> Victim:
-        name = re.sub(r"[^A-Za-z0-9_-]+", "_", request.node.name)[:120]
-        return copy_victim(pristine, base or attack_dir, fake_ssh, name, serve_flags)
+        where = base or attack_dir
+        prefix = re.sub(r"[^A-Za-z0-9_-]+", "_", request.node.name)[:100] + "-"
+        name = Path(tempfile.mkdtemp(prefix=prefix, dir=where)).name
+        return copy_victim(pristine, where, fake_ssh, name, serve_flags)
     return make
 
 

@@ -29,7 +29,7 @@ FAKE_SSH = """#!/bin/sh
 # Stands in for ssh + an authorized_keys forced command: the server side ignores what the
 # client asked to run, except the path in SSH_ORIGINAL_COMMAND (the last argument).
 for last; do :; done
-SSH_ORIGINAL_COMMAND="$last" exec {repofs} serve $FAKE_SSH_SERVE_FLAGS \\
+SSH_ORIGINAL_COMMAND="$last" exec $FAKE_SSH_PREFIX {repofs} serve $FAKE_SSH_SERVE_FLAGS \\
     --restrict-to-path "$FAKE_SSH_RESTRICT"
 """
 
@@ -50,7 +50,7 @@ class Client(Cli):
         self.restrict = restrict
         self.url = url or f"ssh://backup@web1.example{restrict}"
         self.extra = {"REPOFS_SSH": str(fake_ssh), "FAKE_SSH_RESTRICT": str(restrict),
-                      "FAKE_SSH_SERVE_FLAGS": serve_flags}
+                      "FAKE_SSH_SERVE_FLAGS": serve_flags, "FAKE_SSH_PREFIX": ""}
 
     def env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
         return super().env({**self.extra, **(extra or {})})

@@ -1,0 +1,118 @@
+"""Hostile trees planted by a writer with the keys, restored by the victim (threat model A4):
+names with '..', '/', NUL; a symlinked parent; hardlinks aimed at paths outside. Restore
+refuses or skips each with a precise message and writes nothing outside its target."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from repofs import spec
+from repofs.model import SnapshotHead
+from repofs.repository import Repository
+
+from .victim import Victim, body_for, file_entry, put_blobs, put_snapshot, raw_tree
+
+CONTENT = b"planted by the attacker\n"
+
+
+def plant(repo: Repository, victim: Victim, trees: list[list[dict]], seq: int = 2,
+          prev: str | None = None) -> tuple[str, list[bytes]]:
+    """Store trees (the last is the root; an entry's "sub" may name an earlier one by
+    index) and a valid snapshot of the root on top of the history."""
+    chunk = repo.blob_id(CONTENT, spec.BLOB_DATA)
+    blobs: list[tuple[bytes, int, bytes]] = [(chunk, spec.BLOB_DATA, CONTENT)]
+    ids: list[bytes] = []
+    for entries in trees:
+        for e in entries:
+            if isinstance(e.get("sub"), int):
+                e["sub"] = ids[e["sub"]]
+            if e.get("c") == "CHUNK":
+                e["c"] = [[chunk, len(CONTENT)]]
+        data = raw_tree(entries)
+        ids.append(repo.blob_id(data, spec.BLOB_TREE))
+        blobs.append((ids[-1], spec.BLOB_TREE, data))
+    put_blobs(repo, blobs)
+    head = SnapshotHead(seq, (bytes.fromhex(prev or victim.snaps[-1]),), time.time_ns())
+    return put_snapshot(repo, head, body_for(ids[-1])), ids
+
+
+def f(name: bytes, **extra: object) -> dict:
+    return {**file_entry(name, b"", len(CONTENT), **extra), "c": "CHUNK"}
+
+
+def d(name: bytes, sub: int) -> dict:
+    return {"n": name, "t": "d", "m": 0o755, "u": 0, "g": 0, "mt": 0, "ct": 0, "sub": sub}
+
+
+def symlink(name: bytes, target: bytes) -> dict:
+    return {"n": name, "t": "l", "m": 0o777, "u": 0, "g": 0, "mt": 0, "ct": 0, "tg": target}
+
+
+@pytest.fixture
+def outside(victim: Victim) -> Path:
+    """A directory next to every restore target that nothing may write into."""
+    p = victim.base / "outside"
+    p.mkdir()
+    (p / "secret").write_bytes(b"keep me\n")
+    return p
+
+
+def untouched(outside: Path) -> None:
+    assert sorted(os.listdir(outside)) == ["secret"]
+    assert (outside / "secret").read_bytes() == b"keep me\n"
+    assert os.stat(outside / "secret").st_nlink == 1
+
+
+UNSAFE = [b"..", b".", b"../../outside/x", b"/etc/passwd", b"a/../../x", b"nul\0byte", b""]
+
+
+def test_unsafe_names_are_refused(victim: Victim, outside: Path) -> None:
+    repo = victim.client.attacker()
+    prev, seq = victim.snaps[-1], 2
+    for i, name in enumerate(UNSAFE):
+        snap, ids = plant(repo, victim, [[f(name)]], seq=seq, prev=prev)
+        prev, seq = snap, seq + 1
+        target = victim.base / f"target{i}"
+        r = victim.client.run("restore", snap, "--target", target, expect=2)
+        assert r.err_lines == [f"repofs: error: tree {ids[-1].hex()} is corrupt or tampered: "
+                               f"entry name {name!r} is unsafe"], r
+        untouched(outside)
+        assert not target.exists() or os.listdir(target) == []
+    assert "is unsafe" in victim.client.run("ls", prev, expect=2).err
+    victim.restores_exactly(newest_only=True)
+
+
+def test_a_symlinked_parent_is_not_followed(victim: Victim, outside: Path) -> None:
+    """Snapshot one plants d -> outside; snapshot two has a directory d with a file.
+    Restored into one target, the second stops at the symlink."""
+    repo = victim.client.attacker()
+    first, _ = plant(repo, victim, [[symlink(b"d", os.fsencode(outside))]])
+    second, _ = plant(repo, victim, [[f(b"f")], [d(b"d", 0)]], seq=3, prev=first)
+    target = victim.base / "target"
+    victim.client.run("restore", first, "--target", target)
+    assert os.readlink(target / "d") == str(outside)
+    r = victim.client.run("restore", second, "--target", target, expect=1)
+    assert r.err_lines == [f"repofs: warning: {target}/d exists and is not a directory; "
+                           "not restoring into it"], r
+    untouched(outside)
+    victim.restores_exactly(newest_only=True)
+
+
+def test_hardlinks_never_reach_outside(victim: Victim, outside: Path) -> None:
+    """A hardlink group whose first member is a symlink to a file outside in the target
+    already: the first is not overwritten, the second is restored as a file of its own."""
+    repo = victim.client.attacker()
+    snap, _ = plant(repo, victim, [[f(b"a", hl=1), f(b"b", hl=1), f(b"c", hl=2)]])
+    target = victim.base / "target"
+    target.mkdir()
+    os.symlink(outside / "secret", target / "a")
+    r = victim.client.run("restore", snap, "--target", target, "--exclude", "/c", expect=1)
+    assert r.err_lines == [f"repofs: warning: {target}/a: exists, not overwritten"], r
+    assert (target / "b").read_bytes() == CONTENT and os.stat(target / "b").st_nlink == 1
+    assert not (target / "c").exists()
+    untouched(outside)
+    victim.restores_exactly(newest_only=True)
