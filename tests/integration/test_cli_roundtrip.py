@@ -293,12 +293,12 @@ def test_dump_is_byte_exact(env: dict) -> None:
         assert out == (src / rel).read_bytes(), rel
     raw = cli.run("dump", "main", os.fsencode(src) + b"/names/caf\xe9").out
     assert raw == b"caf\xe9"
-    # every file named by ls --json can be dumped by that name
+    # every file named by ls --json can be dumped by that name (the names with escapes)
     for e in cli.run("ls", "main", f"{src}/names", "--json").json_lines():
-        if e["type"] == "file":
-            want = (os.fsencode(e["path"])).split(b"/")[-1]
-            got = cli.run("dump", "main", os.fsencode(e["path"])).out
-            assert got == (want if b"inside" not in want else b"x"), e["path"]
+        if e["type"] == "file" and (not e["path"].isprintable() or "\\" in e["path"]):
+            raw = os.fsencode(e["path"])  # the source tree is still at the stored path
+            with open(raw, "rb") as f:
+                assert cli.run("dump", "main", raw).out == f.read(), e["path"]
     r = cli.run("dump", "main", f"{src}/dir", expect=2)
     assert len(r.err_lines) == 1 and r.out == b""
 
