@@ -13,4 +13,5 @@ pytest -q -p no:cacheprovider "$@" tests
 rc=$?
 if [ "$rc" -eq 5 ]; then echo "test.sh: pytest collected no tests: failing" >&2; rc=1; fi
 [ "$rc" -ne 0 ] && status=$rc
+echo "== debian package (packaging/ci-test.sh)" && bash packaging/ci-test.sh || status=1
 exit "$status"
