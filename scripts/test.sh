@@ -5,7 +5,7 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh || exit 2
 export PATH="$PWD/.venv/bin:$PATH"
 status=0
-echo "== ruff" && ruff check repofs cli tests bench || status=1
+echo "== ruff" && ruff check repofs cli tests bench packaging || status=1
 echo "== mypy --strict" && mypy --strict repofs || status=1
 echo "== import-linter" && lint-imports || status=1
 echo "== pytest"
