@@ -18,11 +18,12 @@ class Wire:
     """A ``repofs serve`` process started as the forced command would start it."""
 
     def __init__(self, restrict: Path, command: str | None = None,
-                 flags: tuple[str, ...] = ()) -> None:
+                 flags: tuple[str, ...] = (), argv: list[str] | None = None) -> None:
+        """``argv`` replaces the direct start (e.g. a real ssh to a forced command)."""
         asked = command or f"repofs serve {shlex.quote(str(restrict))}"
         env = {**os.environ, "SSH_ORIGINAL_COMMAND": asked}
-        self.p = subprocess.Popen([REPOFS, "serve", *flags, "--restrict-to-path", str(restrict)],
-                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        argv = argv or [REPOFS, "serve", *flags, "--restrict-to-path", str(restrict)]
+        self.p = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                   stderr=subprocess.PIPE, env=env)
 
     def raw(self, data: bytes) -> None:
