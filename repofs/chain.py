@@ -95,7 +95,8 @@ class HeadsGuard:
             raise problems[0]
         for p in problems:
             self.warn(f"ACCEPTED ({len(problems)} problems, --accept-rollback): {p}")
-        self.remember([s for s in snaps if s.id in heads(snaps)])
+        tips = heads(snaps)  # once: it walks every snapshot
+        self.remember([s for s in snaps if s.id in tips])
         return snaps
 
     def committed(self, snap: Snapshot) -> None:

@@ -124,7 +124,8 @@ class Checker:
                     self.report.problems[idx].snapshots.add(s.id)
         self.report.counts["trees"] = len(self._tree_memo)
         if self.guard is not None and self.report.intact:
-            self.guard.remember([s for s in snaps if s.id in heads(snaps)])
+            tips = heads(snaps)  # once: it walks every snapshot
+            self.guard.remember([s for s in snaps if s.id in tips])
         return self.report
 
     # -- named objects -----------------------------------------------------------------------
