@@ -52,7 +52,12 @@ def _path_from_command(command: str) -> str | None:
     if "serve" not in words:
         raise ServeRefused(f"this key may only run 'repofs serve' (the client asked for "
                            f"{command[:200]!r})")
-    args = [w for w in words[words.index("serve") + 1:] if not w.startswith("-")]
+    args, rest = [], iter(words[words.index("serve") + 1:])
+    for w in rest:
+        if w == "--restrict-to-path":
+            next(rest, None)  # its value is no repository path
+        elif not w.startswith("-"):
+            args.append(w)
     if len(args) > 1:
         raise ServeRefused("the client asked for more than one repository path")
     return args[0] if args else None

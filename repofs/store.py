@@ -149,6 +149,8 @@ class LocalStore:
 
     def size(self, namespace: str, name: str) -> int:
         st = os.lstat(self.path(namespace, name))
+        if stat.S_ISLNK(st.st_mode):
+            raise IntegrityError(namespace, name, "is a symlink, not an object")
         if not stat.S_ISREG(st.st_mode):
             raise IntegrityError(namespace, name, "is not a regular file")
         return st.st_size
