@@ -21,7 +21,7 @@ from fastcdc.fastcdc_cy import fastcdc_cy
 from repofs import crypto
 from repofs.spec import CHUNK_AVG, CHUNK_MAX, CHUNK_MIN
 
-READ_SIZE = 16 * 1024 * 1024
+READ_SIZE = 8 * 1024 * 1024
 
 
 def permutation(chunker_key: bytes) -> bytes:

@@ -90,12 +90,16 @@ class PackBuilder:
 
     def seal(self, cipher: ObjectCipher) -> tuple[bytes, list[BlobEntry]]:
         """The pack's bytes and the entries of its blobs."""
-        order = list(self._pending)
+        order: list[_Pending | None] = list(self._pending)
+        self._pending = []  # each payload is freed once sealed: a pack is not held twice
         secrets.SystemRandom().shuffle(order)
         parts: list[bytes | memoryview] = [cipher.header]
         entries: list[BlobEntry] = []
         offset = HEADER_LEN
-        for nonce, b in enumerate(order):
+        for nonce in range(len(order)):
+            b = order[nonce]
+            order[nonce] = None
+            assert b is not None
             plain_len = _BLOB_HEAD.size + len(b.payload)
             padding = padme(plain_len) - plain_len
             plain = b"".join((_BLOB_HEAD.pack(b.codec, len(b.payload)), b.payload,

@@ -20,7 +20,7 @@ from repofs.pack import BlobEntry, PackBuilder
 from repofs.repository import Repository
 
 _MAX_QUEUED = 16
-_MAX_WRITES = 2
+_MAX_WRITES = 1
 # Workers release the GIL for every chunk they hash, compress or seal; with the
 # default 5 ms switch interval each of them then waits behind the walking thread
 # (the convoy effect). 1 ms measured ~25% faster creates on 2 cores.
