@@ -14,7 +14,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -27,6 +27,7 @@ from repofs.model import BLOCK, CHAR, DIR, FIFO, FILE, SYMLINK, Entry, Part
 from repofs.patterns import PatternSet
 from repofs.repository import Repository
 
+_PREFETCH_MIN = 64 * 1024  # smaller chunks are read by the writing thread itself
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
@@ -52,6 +53,8 @@ class _Prefetch:
     AES-GCM and zstd release the GIL, so while the main thread writes one file
     the next files' chunks are being fetched. Chunks are queued in the order
     the restore will ask for them; at most ``window`` bytes are in flight.
+    Small chunks are read by the writer itself: handing them to a thread costs
+    more than reading them.
     """
 
     def __init__(self, repo: Repository, window: int = 64 * 1024 * 1024) -> None:
@@ -59,39 +62,47 @@ class _Prefetch:
         self.window = window
         self.inflight = 0
         self._pool = ThreadPoolExecutor(2, thread_name_prefix="repofs-restore")
-        self._queue: deque[tuple[int, bytes, Future[bytes]]] = deque()
+        self._queue: deque[tuple[int, bytes, int, Future[bytes]]] = deque()
         self._todo: deque[tuple[int, bytes, int]] = deque()
+        self._planned: Counter[int] = Counter()  # file -> its chunks queued or to do
 
     def plan(self, files: list[Entry]) -> None:
         """Queue the chunks of these files (in restore order) behind what is queued."""
         for e in files:
             for p in e.parts:
-                if p.chunk_id is not None:
+                if p.chunk_id is not None and p.size >= _PREFETCH_MIN:
                     self._todo.append((id(e), p.chunk_id, p.size))
+                    self._planned[id(e)] += 1
         self._fill()
 
     def _fill(self) -> None:
         while self._todo and self.inflight < self.window:
             key, chunk_id, size = self._todo.popleft()
             fut = self._pool.submit(self.repo.read_blob, chunk_id, spec.BLOB_DATA)
-            self._queue.append((key, chunk_id, fut))
+            self._queue.append((key, chunk_id, size, fut))
             self.inflight += size
+
+    def _take(self) -> tuple[int, bytes, int, Future[bytes]]:
+        item = self._queue.popleft()
+        self.inflight -= item[2]
+        self._planned[item[0]] -= 1
+        return item
 
     def chunk(self, e: Entry, chunk_id: bytes, size: int) -> bytes:
         """The next chunk of ``e``; chunks queued for files that were skipped are dropped."""
-        while self._queue and self._queue[0][0] != id(e):
-            self._drop(self._queue.popleft())
-        if self._queue and self._queue[0][1] == chunk_id:
-            _, _, fut = self._queue.popleft()
-            self.inflight -= size
-            self._fill()
-            return fut.result()
+        key = id(e)
+        if self._planned[key] > 0:
+            while True:
+                if not self._queue:
+                    self._fill()
+                if not self._queue or self._queue[0][0] == key:
+                    break
+                self._take()[3].cancel()  # queued for a file before e that was skipped
+            if self._queue and self._queue[0][1] == chunk_id:
+                fut = self._take()[3]
+                self._fill()
+                return fut.result()
         return self.repo.read_blob(chunk_id, spec.BLOB_DATA)
-
-    def _drop(self, item: tuple[int, bytes, Future[bytes]]) -> None:
-        item[2].cancel()
-        loc = self.repo.index.lookup(item[1], spec.BLOB_DATA)
-        self.inflight -= loc.entry.raw_len
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)

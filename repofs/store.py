@@ -18,9 +18,11 @@ import os
 import re
 import secrets
 import stat
+import threading
+from collections import OrderedDict
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from repofs.errors import IntegrityError, ObjectExists, RepositoryExists, RepositoryNotFound
 from repofs.spec import CONFIG_NAME, MAX_OBJECT, NAMESPACES, NS_DATA
@@ -29,6 +31,7 @@ _NAME_RE = re.compile(r"\A[0-9a-f]{64}\Z")
 FILE_MODE = 0o440
 MAX_CONFIG = 64 * 1024  # a config is ~60 bytes; never read more than this
 _TMP_DIR = "tmp"
+_FD_CACHE = 64  # open object fds kept for range reads
 
 
 class WriterStore(Protocol):
@@ -66,6 +69,9 @@ class LocalStore:
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        self._root = os.fspath(root)
+        self._fds: OrderedDict[tuple[str, str], list[Any]] = OrderedDict()  # fd, users, evicted
+        self._fd_lock = threading.Lock()
 
     # -- layout -------------------------------------------------------------------
     def _dir(self, namespace: str, name: str) -> Path:
@@ -74,8 +80,14 @@ class LocalStore:
         return self.root / namespace
 
     def path(self, namespace: str, name: str) -> Path:
+        return Path(self._path(namespace, name))
+
+    def _path(self, namespace: str, name: str) -> str:
+        """The object's path as a string: pathlib costs more than the read on hot paths."""
         _check_name(namespace, name)
-        return self._dir(namespace, name) / name
+        if namespace == NS_DATA:
+            return f"{self._root}/{NS_DATA}/{name[:2]}/{name}"
+        return f"{self._root}/{namespace}/{name}"
 
     @classmethod
     def create(cls, root: Path, config: bytes) -> LocalStore:
@@ -121,7 +133,7 @@ class LocalStore:
         """An object's fd: never through a symlink, never a FIFO or device planted in its place
         (O_NONBLOCK keeps a FIFO from hanging the open; the fstat refuses it)."""
         try:
-            fd = os.open(self.path(namespace, name),
+            fd = os.open(self._path(namespace, name),
                          os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
         except OSError as e:
             if e.errno == errno.ELOOP:
@@ -141,11 +153,29 @@ class LocalStore:
             return f.read()
 
     def get_range(self, namespace: str, name: str, offset: int, length: int) -> bytes:
-        fd = self._open(namespace, name)
+        """Read part of an object. Objects never change, so their fds are kept open in a
+        small cache: restore and mount read many blobs of one pack in a row."""
+        key = (namespace, name)
+        with self._fd_lock:
+            slot = self._fds.get(key)
+            if slot is None:
+                slot = self._fds[key] = [self._open(namespace, name), 0, False]
+                while len(self._fds) > _FD_CACHE:
+                    old_key, old = next(iter(self._fds.items()))
+                    del self._fds[old_key]
+                    old[2] = True  # evicted: closed by its last user
+                    if old[1] == 0:
+                        os.close(old[0])
+            else:
+                self._fds.move_to_end(key)
+            slot[1] += 1
         try:
-            return os.pread(fd, length, offset)
+            return os.pread(slot[0], length, offset)
         finally:
-            os.close(fd)
+            with self._fd_lock:
+                slot[1] -= 1
+                if slot[2] and slot[1] == 0:
+                    os.close(slot[0])
 
     def size(self, namespace: str, name: str) -> int:
         st = os.lstat(self.path(namespace, name))
