@@ -10,28 +10,63 @@ from repofs_cli.common import json_option, open_repo, repo_option
 
 from repofs import audit
 from repofs.chain import HeadsGuard
-from repofs.checker import Checker
+from repofs.checker import Checker, CheckReport
+from repofs.location import is_remote
+from repofs.storagecheck import StorageReport, check_storage
+from repofs.store import LocalStore
+
+
+def _share(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        share = float(value.strip().rstrip("%")) / 100
+    except ValueError:
+        share = -1.0
+    if not 0 < share <= 1:
+        raise click.BadParameter("give a percentage above 0 and at most 100, e.g. 10%")
+    return share
 
 
 @click.command("check")
 @repo_option
 @click.option("--read-data", is_flag=True,
               help="Also read every pack whole: re-hash it, decrypt and verify every blob.")
+@click.option("--read-data-subset", "subset", metavar="N%", callback=_share,
+              help="Like --read-data, for a random N percent of the packs (e.g. 10%).")
+@click.option("--storage-only", is_flag=True,
+              help="Without any key: re-hash every object against its name and check what "
+                   "is readable in clear (for the storage host; local paths only).")
 @json_option
-def check(repo: Path, read_data: bool, as_json: bool) -> int:
+def check(repo: Path, read_data: bool, subset: float | None, storage_only: bool,
+          as_json: bool) -> int:
     """Check that every snapshot, the history, every tree and every chunk are intact.
 
     Prints one line per problem, naming the object and the snapshots it
     affects; exits 0 only when nothing is wrong, 2 when something is.
     """
-    r = open_repo(repo, index=False)
     progress = output.Progress()
-    report = Checker(r, read_data=read_data,
-                     progress=progress.show if progress.enabled else None,
-                     record=HeadsGuard(r.id, warn=output.warn)).run()
-    progress.done()
-    audit.event("check", repo=r.id, key=r.keys.key_name, path=repo.absolute(),
-                read_data=read_data, problems=len(report.problems))
+    show = progress.show if progress.enabled else None
+    report: CheckReport | StorageReport
+    if storage_only:
+        if read_data or subset is not None:
+            raise click.UsageError("--storage-only reads no data: it holds no key")
+        if is_remote(repo):
+            raise click.UsageError("--storage-only runs where the files are: give a local path")
+        report = check_storage(LocalStore.open(Path(repo)), show)
+        progress.done()
+        audit.event("check", path=repo.absolute(), storage_only=True,
+                    problems=len(report.problems))
+    else:
+        r = open_repo(repo, index=False)
+        report = Checker(r, read_data=read_data or subset is not None, progress=show,
+                         record=HeadsGuard(r.id, warn=output.warn),
+                         read_share=1.0 if subset is None else subset).run()
+        progress.done()
+        audit.event("check", repo=r.id, key=r.keys.key_name, path=repo.absolute(),
+                    read_data=read_data, read_share=None if subset is None else str(subset),
+                    problems=len(report.problems))
+    read_data = read_data or subset is not None
     if as_json:
         output.emit_json({"intact": report.intact, "read_data": read_data,
                           "problems": [p.to_json() for p in report.problems],

@@ -8,7 +8,7 @@ import click
 from repofs_cli import output, passphrase
 from repofs_cli.common import json_option, repo_option
 
-from repofs import audit
+from repofs import audit, keyring, keys
 from repofs.repository import Repository
 
 
@@ -16,14 +16,33 @@ from repofs.repository import Repository
 @repo_option
 @json_option
 def init(repo: Path, as_json: bool) -> None:
-    """Create a new, empty, encrypted repository at --repo."""
-    r = Repository.init(repo, passphrase.get(confirm=True))
-    audit.event("init", repo=r.id, key=r.keys.key_name, path=repo.absolute())
+    """Create a new, empty, encrypted repository at --repo.
+
+    Writes a full key file under the passphrase and, if an admin passphrase is
+    given (REPOFS_ADMIN_PASSPHRASE, or asked on a terminal), an admin key file
+    for forget and prune. Without one, nobody can ever forget or prune.
+    """
+    secret = passphrase.get(confirm=True)
+    admin = passphrase.admin_for_init()
+    if admin is not None and admin == secret:
+        raise click.UsageError("the admin passphrase must differ from the passphrase: "
+                               "backup hosts hold the passphrase, and must not hold admin")
+    r = Repository.init(repo, secret, admin_passphrase=admin)
+    admin_key = next((k.name for k in keyring.list_keys(r)
+                      if k.info is not None and k.info.capability == keys.CAP_ADMIN), None)
+    audit.event("init", repo=r.id, key=r.keys.key_name, path=repo.absolute(),
+                admin_key=admin_key)
+    if admin_key is None:
+        output.warn("no admin passphrase (REPOFS_ADMIN_PASSPHRASE): this repository has no "
+                    "admin key, so snapshots can never be forgotten or pruned")
     if as_json:
-        output.emit_json({"repository": str(repo), "id": r.id, "key": r.keys.key_name})
+        output.emit_json({"repository": str(repo), "id": r.id, "key": r.keys.key_name,
+                          "admin_key": admin_key})
     else:
         click.echo(f"created repository {r.id[:8]} at {repo}")
         click.echo("keep the passphrase safe: without it the backups cannot be read")
+        if admin_key is not None:
+            click.echo(f"admin key {admin_key[:8]}: give its passphrase to no backup host")
 
 
 COMMANDS = [init]

@@ -70,10 +70,12 @@ def json_option(f: F) -> F:
     return click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")(f)
 
 
-def open_repo(path: RepoLocation, index: bool = True) -> Repository:
+def open_repo(path: RepoLocation, index: bool = True, admin: bool = False) -> Repository:
     """Open the repository with this client's chain guard: every listing is checked against
-    the heads this client saw before (repofs.chain), and damage found on the way is shown."""
-    repo = Repository.open(path, passphrase.get(), index=index)
+    the heads this client saw before (repofs.chain), and damage found on the way is shown.
+    ``admin``: an admin command, whose passphrase comes from REPOFS_ADMIN_* first."""
+    secret = passphrase.admin() if admin else passphrase.get()
+    repo = Repository.open(path, secret, index=index)
     ctx = click.get_current_context(silent=True)
     accept = bool(ctx is not None and ctx.meta.get("repofs.accept_rollback"))
     repo.snapshots.guard = HeadsGuard(repo.id, accept_rollback=accept, warn=output.warn)

@@ -15,8 +15,11 @@ import click
 from repofs_cli import (
     cmd_check,
     cmd_create,
+    cmd_forget,
     cmd_init,
+    cmd_key,
     cmd_mount,
+    cmd_prune,
     cmd_read,
     cmd_restore,
     cmd_serve,
@@ -35,7 +38,7 @@ def cli() -> None:
 
 
 for module in (cmd_init, cmd_create, cmd_read, cmd_restore, cmd_mount, cmd_serve,
-               cmd_check):
+               cmd_check, cmd_key, cmd_forget, cmd_prune):
     for command in module.COMMANDS:
         cli.add_command(command)
 

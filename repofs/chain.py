@@ -5,8 +5,8 @@ prev exists and is older); a repository that silently drops its newest
 snapshots still passes that. So each client remembers the heads it saw, per
 repository, under ``$XDG_STATE_HOME/repofs/<repository id>/heads.json``, and
 ``HeadsGuard`` refuses a listing in which one of them is gone: a rollback.
-Removals will only ever be explained by records an admin key signs (the
-prune issue); none exist yet, so every such gap is tampering. Concurrent
+A gap is accepted only where an admin-signed removal record (``repofs.signed``,
+written by forget) names the missing snapshot; every other gap is tampering. Concurrent
 writers are no rollback: both heads stay, and the next create joins them.
 
 ``analyse`` is for ``repofs check``: beyond what a listing refuses, it names
@@ -81,16 +81,18 @@ class HeadsGuard:
         self.accept = accept_rollback
         self.warn = warn
 
-    def rollbacks(self, snaps: Sequence[Snapshot]) -> list[Rollback]:
-        present = {s.id for s in snaps}
+    def rollbacks(self, snaps: Sequence[Snapshot],
+                  removed: frozenset[str] = frozenset()) -> list[Rollback]:
+        present = {s.id for s in snaps} | removed  # an admin's removal record explains a gap
         return [Rollback("snapshot", sid, f"this client saw it as the newest (seq {seq}, "
                                           f"{_when(t)}) and it is gone: the repository was "
                                           "rolled back or the snapshot deleted "
                                           "(--accept-rollback goes on anyway)")
                 for sid, (seq, t) in sorted(self.record.load().items()) if sid not in present]
 
-    def verify(self, snaps: list[Snapshot], damaged: list[IntegrityError]) -> list[Snapshot]:
-        problems = [*damaged, *chain_errors(snaps), *self.rollbacks(snaps)]
+    def verify(self, snaps: list[Snapshot], damaged: list[IntegrityError],
+               removed: frozenset[str] = frozenset()) -> list[Snapshot]:
+        problems = [*damaged, *chain_errors(snaps, removed), *self.rollbacks(snaps, removed)]
         if problems and not self.accept:
             raise problems[0]
         for p in problems:
@@ -119,6 +121,7 @@ class Finding:
     detail: str
     related: tuple[str, ...] = ()
     problem: bool = True
+    code: str = ""  # seq, backdated, future, replay, stale, fork: what forget's trust rule keys on
 
 
 def _ancestry(snaps: Sequence[Snapshot]) -> tuple[dict[str, int], list[int]]:
@@ -133,11 +136,18 @@ def _ancestry(snaps: Sequence[Snapshot]) -> tuple[dict[str, int], list[int]]:
     return bit, desc
 
 
-def analyse(snaps: Sequence[Snapshot], now_ns: int | None = None) -> list[Finding]:
+def analyse(snaps: Sequence[Snapshot], now_ns: int | None = None,
+            ghosts: Sequence[Snapshot] = (), void: frozenset[str] = frozenset()
+            ) -> list[Finding]:
     """Everything odd about a history that still lists (gaps and reordering are refused
-    by ``snapshots.chain_errors`` already; ``repofs check`` reports those as well)."""
+    by ``snapshots.chain_errors`` already; ``repofs check`` reports those as well).
+
+    ``ghosts`` are removed snapshots as their removal records keep them: they link the
+    history across what forget removed, and are never reported themselves; those in
+    ``void`` (removed by name, as planted) make no other snapshot a stale fork."""
     now_ns = time.time_ns() if now_ns is None else now_ns
-    order = sorted(snaps, key=lambda s: (s.head.seq, s.id))
+    ghost_ids = {g.id for g in ghosts}
+    order = sorted([*snaps, *ghosts], key=lambda s: (s.head.seq, s.id))
     by_id = {s.id: s for s in order}
     out: list[Finding] = []
     places: dict[tuple[int, tuple[bytes, ...], int], str] = {}
@@ -146,22 +156,27 @@ def analyse(snaps: Sequence[Snapshot], now_ns: int | None = None) -> list[Findin
         want = max((p.head.seq for p in parents), default=-1) + 1
         if len(parents) == len(s.head.prev) and s.head.seq > want:
             out.append(Finding(s.id, f"seq {s.head.seq} does not follow its prev (which "
-                                     f"make it {want}): it claims a place it did not have"))
+                                     f"make it {want}): it claims a place it did not have",
+                               code="seq"))
         late = [p for p in parents if p.head.time_ns > s.head.time_ns]
         if late:
             out.append(Finding(s.id, f"backdated: dated {_when(s.head.time_ns)}, before its "
                                      f"prev {late[0].id[:8]} ({_when(late[0].head.time_ns)})",
-                               (late[0].id,)))
+                               (late[0].id,), code="backdated"))
         if s.head.time_ns > now_ns + FUTURE_SLACK_NS:
-            out.append(Finding(s.id, f"dated in the future ({_when(s.head.time_ns)})"))
+            out.append(Finding(s.id, f"dated in the future ({_when(s.head.time_ns)})",
+                               code="future"))
         place = (s.head.seq, s.head.prev, s.head.time_ns)
         if place in places:
             out.append(Finding(s.id, f"replays the place and time of snapshot "
-                                     f"{places[place][:8]}", (places[place],)))
+                                     f"{places[place][:8]}", (places[place],), code="replay"))
         places.setdefault(place, s.id)
     bit, desc = _ancestry(order)
     seqs = [s.head.seq for s in order]
     everything = (1 << len(order)) - 1
+    for i, s in enumerate(order):
+        if s.id in void:
+            everything &= ~(1 << i)
     for i, s in enumerate(order):
         start = bisect.bisect_left(seqs, s.head.seq + STALE_SEQS)
         newer = everything & ~((1 << start) - 1)  # order is by seq: the newer are a suffix
@@ -171,7 +186,7 @@ def analyse(snaps: Sequence[Snapshot], now_ns: int | None = None) -> list[Findin
             out.append(Finding(s.id, f"stale fork: seq {s.head.seq}, although snapshot "
                                      f"{t.id[:8]} (seq {t.head.seq}) existed that it does "
                                      "not follow: written from an old view of the history "
-                                     "(replayed or planted)", (t.id,)))
+                                     "(replayed or planted)", (t.id,), code="stale"))
     children: dict[str, list[str]] = {}
     for s in order:
         for p in s.head.prev:
@@ -181,8 +196,8 @@ def analyse(snaps: Sequence[Snapshot], now_ns: int | None = None) -> list[Findin
             out.append(Finding(parent, f"fork: {len(kids)} snapshots follow it ("
                                        f"{', '.join(k[:8] for k in kids)}): concurrent "
                                        "writers; the next create joins them",
-                               tuple(kids), problem=False))
-    return out
+                               tuple(kids), problem=False, code="fork"))
+    return [f for f in out if f.snapshot not in ghost_ids]
 
 
 __all__ = ["Finding", "HeadsGuard", "HeadsRecord", "analyse", "state_dir"]

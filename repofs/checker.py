@@ -17,12 +17,14 @@ distinct trees, not over every snapshot's files.
 
 from __future__ import annotations
 
+import math
 import os
+import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from repofs import chain, crypto, spec
+from repofs import chain, crypto, signed, spec
 from repofs.envelope import HEADER_LEN, CannotRead
 from repofs.errors import IntegrityError
 from repofs.index import Location, decode_segment
@@ -75,9 +77,13 @@ class Checker:
 
     def __init__(self, repo: Repository, read_data: bool = False,
                  progress: Callable[[str], None] | None = None,
-                 record: chain.HeadsGuard | None = None) -> None:
+                 record: chain.HeadsGuard | None = None,
+                 read_share: float = 1.0) -> None:
         self.repo = repo
         self.read_data = read_data
+        self.read_share = read_share  # --read-data-subset: the share of packs read whole
+        self._condemned: set[str] = set()  # packs a prune condemned: may be gone, not missing
+        self._removals: signed.RecordSet[signed.Removal] = signed.RecordSet()
         self.progress = progress or (lambda _m: None)
         self.guard = record
         self.report = CheckReport()
@@ -107,9 +113,17 @@ class Checker:
         self._load_index()
         self._packs = set(self.repo.store.list(spec.NS_DATA))
         self.report.counts["packs"] = len(self._packs)
+        self._signed_records()
+        pruned = 0
         for pack in self.repo.index.packs():
-            if pack not in self._packs:
+            if pack not in self._packs and pack in self._condemned:
+                pruned += 1
+            elif pack not in self._packs:
                 self.problem("pack", pack, _MISSING_PACK)
+        if pruned:
+            self.report.notes.append(Problem("index", f"{pruned} packs", "deleted by prune "
+                                             "and still listed by a segment the next prune "
+                                             "deletes (harmless)"))
         if self.read_data:
             self._read_packs()
         snaps = self._snapshots()
@@ -151,28 +165,49 @@ class Checker:
                 self.problem("index segment", name, f"{e.detail} (the blobs it lists are "
                                                     "unknown to every reader)")
 
+    def _signed_records(self) -> None:
+        """Removal and condemn records: one that fails its signature is a plant (a writer
+        cannot sign) or damage; readers ignore it, check names it."""
+        removals = self.repo.snapshots.removals()
+        condemned = signed.read_condemnations(self.repo.store, self.repo.keys)
+        for name, e in sorted({**removals.bad, **condemned.bad}.items()):
+            self.problem(e.kind, name, f"{e.detail} (ignored by every reader)")
+        self._removals = removals
+        self._condemned = {p for r in condemned.records for p in r.packs}
+        self.report.counts["removal records"] = len(removals.records) + len(removals.bad)
+        self.report.counts["condemn records"] = len(condemned.records) + len(condemned.bad)
+
     # -- history -----------------------------------------------------------------------------
     def _snapshots(self) -> list[Snapshot]:
         snaps: list[Snapshot] = []
         damaged: set[str] = set()
+        removed = signed.removed_snapshots(self._removals)
+        forgotten = 0
         for name in self.repo.store.list(spec.NS_SNAPSHOTS):
+            if name in removed:  # forgotten: its data may be pruned already
+                forgotten += 1
+                continue
             try:
                 snaps.append(self.repo.snapshots.read(name))
             except IntegrityError as e:
                 damaged.add(name)
                 self._from(e, snapshots=(name,))
         self.report.counts["snapshots"] = len(snaps) + len(damaged)
+        if forgotten:
+            self.report.notes.append(Problem("history", f"{forgotten} snapshots", "forgotten "
+                                             "(removal records), awaiting prune"))
         referrers: dict[str, list[str]] = {}
         for s in snaps:
             for p in s.head.prev:
                 referrers.setdefault(p.hex(), []).append(s.id)
-        for err in chain_errors(snaps):
+        for err in chain_errors(snaps, removed):
             if err.object_id in damaged:
                 self.problem("snapshot", err.object_id, "damaged (above), and referenced",
                              snapshots=tuple(referrers.get(err.object_id, ())))
             else:
                 self._from(err, snapshots=(err.object_id, *referrers.get(err.object_id, ())))
-        for f in chain.analyse(snaps):
+        for f in chain.analyse(snaps, ghosts=signed.ghosts(self._removals),
+                               void=signed.void(self._removals)):
             if f.problem:
                 self.problem("snapshot", f.snapshot, f.detail, snapshots=(f.snapshot,))
             else:
@@ -181,7 +216,7 @@ class Checker:
             self.report.notes.append(Problem("history", f"{len(heads(snaps))} heads",
                                              "concurrent writers; the next create joins them"))
         if self.guard is not None:
-            for r in self.guard.rollbacks(snaps):
+            for r in self.guard.rollbacks(snaps, removed):
                 self._from(r)
         return [s for s in snaps if s.body is not None]
 
@@ -258,8 +293,15 @@ class Checker:
         indexed: dict[str, set[Place]] = {}
         for pack, e in self.repo.index.entries():
             indexed.setdefault(pack, set()).add((e.blob_id, e.blob_type, e.offset))
-        for i, pack in enumerate(sorted(self._packs)):
-            self.progress(f"reading pack {i + 1}/{len(self._packs)}")
+        chosen = sorted(self._packs)
+        if self.read_share < 1.0:  # a fresh random share each run: over runs, every pack
+            want = math.ceil(len(chosen) * self.read_share) if self.read_share > 0 else 0
+            chosen = sorted(random.SystemRandom().sample(chosen, want))
+            self.report.notes.append(Problem("repository", self.repo.id[:8], f"--read-data-"
+                                             f"subset: read {want} of {len(self._packs)} "
+                                             "packs, chosen at random"))
+        for i, pack in enumerate(chosen):
+            self.progress(f"reading pack {i + 1}/{len(chosen)}")
             try:
                 listed, held = self._read_pack(pack)
             except CannotRead:

@@ -4,17 +4,20 @@ This module owns ``cryptography`` and ``blake3``; nothing else imports them.
 Choices (see repofs-format(5), ENCRYPTION): AES-256-GCM for every sealed
 message, HKDF-SHA256 for per-object keys, X25519 for objects only the
 repository's private key may open, keyed BLAKE3 for chunk ids, unkeyed BLAKE3
-for object names, Argon2id for passphrases.
+for object names, Argon2id for passphrases, Ed25519 for the records only an
+admin key may write (removals and condemnations: repofs-format(5), SIGNED RECORDS).
 """
 
 from __future__ import annotations
 
 import hmac
 import secrets
+from collections.abc import Iterable
 
 import blake3
-from cryptography.exceptions import InvalidTag
+from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
@@ -37,6 +40,14 @@ def random_bytes(n: int) -> bytes:
 def object_name(data: bytes | memoryview) -> str:
     """Unkeyed BLAKE3 of an object's stored bytes, hex: its name in storage."""
     return blake3.blake3(data, max_threads=blake3.blake3.AUTO).hexdigest()
+
+
+def object_name_of(chunks: Iterable[bytes]) -> str:
+    """``object_name`` of bytes read piece by piece (``check --storage-only`` on big packs)."""
+    h = blake3.blake3(max_threads=blake3.blake3.AUTO)
+    for c in chunks:
+        h.update(c)
+    return h.hexdigest()
 
 
 def keyed_id(key: bytes, data: bytes | memoryview) -> bytes:
@@ -102,3 +113,34 @@ def ephemeral_agreement(recipient_public: bytes) -> tuple[bytes, bytes]:
     eph = X25519PrivateKey.generate()
     shared = eph.exchange(X25519PublicKey.from_public_bytes(recipient_public))
     return eph.public_key().public_bytes_raw(), shared
+
+
+class Ed25519Signer:
+    """The admin key: signs removal and condemn records, which every key holder verifies
+    with the public half (a writer holds that half only, so it cannot forge a removal)."""
+
+    def __init__(self, private: bytes) -> None:
+        self._private = Ed25519PrivateKey.from_private_bytes(private)
+        self.public = self._private.public_key().public_bytes_raw()
+
+    @staticmethod
+    def generate_private() -> bytes:
+        return Ed25519PrivateKey.generate().private_bytes_raw()
+
+    def private_bytes(self) -> bytes:
+        return self._private.private_bytes_raw()
+
+    def sign(self, message: bytes) -> bytes:
+        return self._private.sign(message)
+
+
+def ed25519_verify(public: bytes, signature: bytes, message: bytes) -> bool:
+    """True only if ``signature`` is the Ed25519 signature of ``message`` under ``public``;
+    malformed keys or signatures are False, never an exception (they come from storage)."""
+    if len(public) != 32 or len(signature) != 64:
+        return False
+    try:
+        Ed25519PublicKey.from_public_bytes(public).verify(signature, message)
+    except (InvalidSignature, ValueError):
+        return False
+    return True

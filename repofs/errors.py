@@ -9,7 +9,8 @@
     │   └── UnsupportedVersion       a format version this build cannot read
     ├── KeyError_                    key files and passphrases
     │   ├── WrongPassphrase          no key file opens with this passphrase
-    │   └── BadKeyFile               absurd KDF parameters or a malformed key file
+    │   ├── BadKeyFile               absurd KDF parameters or a malformed key file
+    │   └── NotPermitted             "this key cannot ...": the key's capability is too small
     ├── ObjectExists                 a write-once name is already taken
     ├── NameTaken                    a snapshot name is already used
     ├── SnapshotNotFound             no snapshot matches a reference
@@ -19,6 +20,8 @@
     ├── SourceFailed                 a backup source (stdin command) failed
     ├── MountFailed                  a mount could not be set up or taken down
     ├── RemoteError                  a repofs server refused a request, or the link failed
+    ├── NeedsDirectAccess            prune and key remove run on the storage, never over ssh
+    ├── PruneConflict                a prune condemned data this create reuses: not committed
     └── IntegrityError               "corrupt or tampered": every check that fails
         │                            on bytes read from storage
         └── Rollback                 snapshots this client saw are gone from the history
@@ -61,6 +64,11 @@ class BadKeyFile(KeyError_):
     """A key file is malformed or asks for KDF parameters outside sane bounds."""
 
 
+class NotPermitted(KeyError_):
+    """The key that opened lacks the capability: a write-only key asked to read, a full key
+    asked to sign a removal. The message starts with "this key cannot"."""
+
+
 class ObjectExists(RepofsError):
     """A write-once object name is already taken by different content."""
 
@@ -95,6 +103,16 @@ class MountFailed(RepofsError):
 
 class RemoteError(RepofsError):
     """``repofs serve`` refused a request (the message says why), or the connection failed."""
+
+
+class NeedsDirectAccess(RepofsError):
+    """Deleting (prune, key remove) needs the repository's own file system: the writer
+    interface, and so ``repofs serve``, has no delete at all."""
+
+
+class PruneConflict(RepofsError):
+    """Data this create reuses or wrote was condemned by a prune while it ran; the snapshot
+    was not committed (it could lose that data). Running create again stores it anew."""
 
 
 class IntegrityError(RepofsError):

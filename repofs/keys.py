@@ -3,21 +3,26 @@
 A repository has random master keys, made once by ``init``. Each key file
 wraps them under one passphrase with Argon2id; several key files may exist,
 so a passphrase change adds a new file and never re-encrypts data. A key
-file's capability says which master keys it carries: ``full`` carries all;
-the planned ``write-only`` omits the X25519 private key, so its holder can
-add snapshots but not decrypt sealed objects.
+file's capability says which master keys it carries: ``write-only`` omits the
+X25519 private key, so its holder can add snapshots but not decrypt sealed
+objects; ``full`` carries it; ``admin`` carries the Ed25519 private key as well,
+the only key that signs removal and condemn records (forget, prune). Every key
+file carries the admin *public* key inside its authenticated payload, so every
+key holder verifies those records and none but an admin can forge one.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from repofs import crypto, spec
 from repofs.errors import BadKeyFile, IntegrityError, KeyError_, WrongPassphrase
 
 CAP_FULL = "full"
 CAP_WRITE_ONLY = "write-only"
+CAP_ADMIN = "admin"
+CAPABILITIES = (CAP_WRITE_ONLY, CAP_FULL, CAP_ADMIN)  # each holds every key of the ones before
 _AAD = b"repofs key file v1"
 
 
@@ -33,6 +38,8 @@ class MasterKeys:
     reader: crypto.X25519Pair | None  # the private half; None for write-only keys
     capability: str
     key_name: str  # the key file's object name
+    admin_public: bytes = b""  # Ed25519: verifies removal and condemn records
+    admin: crypto.Ed25519Signer | None = None  # the private half; only in admin key files
 
 
 def blob_id_key(id_key: bytes, blob_type: int) -> bytes:
@@ -43,7 +50,9 @@ def blob_id_key(id_key: bytes, blob_type: int) -> bytes:
 
 
 def generate(repo_id: bytes) -> MasterKeys:
+    """New master keys (for init): a full key that also holds the new admin signer."""
     pair = crypto.X25519Pair(crypto.X25519Pair.generate_private())
+    admin = crypto.Ed25519Signer(crypto.Ed25519Signer.generate_private())
     return MasterKeys(
         repo_id=repo_id,
         id_key=crypto.random_bytes(32),
@@ -53,7 +62,21 @@ def generate(repo_id: bytes) -> MasterKeys:
         reader=pair,
         capability=CAP_FULL,
         key_name="",
+        admin_public=admin.public,
+        admin=admin,
     )
+
+
+def restrict(keys: MasterKeys, capability: str) -> MasterKeys:
+    """The same master keys cut down to ``capability``; never more than ``keys`` holds."""
+    if capability not in CAPABILITIES:
+        raise ValueError(f"unknown capability {capability!r}")
+    if CAPABILITIES.index(capability) > CAPABILITIES.index(keys.capability) and not (
+            capability == CAP_ADMIN and keys.admin is not None and keys.reader is not None):
+        raise ValueError(f"a {keys.capability} key cannot make a {capability} key")
+    return replace(keys, capability=capability,
+                   reader=None if capability == CAP_WRITE_ONLY else keys.reader,
+                   admin=keys.admin if capability == CAP_ADMIN else None)
 
 
 def wrap(keys: MasterKeys, passphrase: bytes, kdf: dict[str, int] | None = None) -> bytes:
@@ -70,10 +93,16 @@ def wrap(keys: MasterKeys, passphrase: bytes, kdf: dict[str, int] | None = None)
         "chunker_key": keys.chunker_key,
         "shared_key": keys.shared_key,
         "repo_public": keys.repo_public,
+        "admin_public": keys.admin_public,
     }
-    if keys.capability == CAP_FULL:
+    if len(keys.admin_public) != 32 or keys.capability not in CAPABILITIES:
+        raise ValueError("master keys without an admin public key or with an unknown capability")
+    if keys.capability != CAP_WRITE_ONLY:
         assert keys.reader is not None
         payload["repo_private"] = keys.reader.private_bytes()
+    if keys.capability == CAP_ADMIN:
+        assert keys.admin is not None
+        payload["admin_private"] = keys.admin.private_bytes()
     wrapped = crypto.seal(kek, 0, spec.pack(payload), _AAD + keys.capability.encode())
     return spec.pack(
         {
@@ -105,7 +134,7 @@ def unwrap(data: bytes, name: str, passphrase: bytes, repo_id: bytes) -> MasterK
         raise BadKeyFile(f"key file {name} is malformed") from e
     if version != spec.FORMAT_VERSION or kind != "repofs-key":
         raise BadKeyFile(f"key file {name} has an unknown version or type")
-    if capability not in (CAP_FULL, CAP_WRITE_ONLY):
+    if capability not in CAPABILITIES:
         raise BadKeyFile(f"key file {name} has an unknown capability")
     try:
         kdf = f.sub("kdf")
@@ -126,9 +155,11 @@ def unwrap(data: bytes, name: str, passphrase: bytes, repo_id: bytes) -> MasterK
     try:
         k = spec.Fields(spec.unpack(plain, "key file", name), "key file", name)
         file_repo_id = k.blob("repo_id", size=32)
-        private = k.blob("repo_private", size=32) if capability == CAP_FULL else None
+        private = k.blob("repo_private", size=32) if capability != CAP_WRITE_ONLY else None
         id_key, chunker_key = k.blob("id_key", size=32), k.blob("chunker_key", size=32)
         shared_key, repo_public = k.blob("shared_key", size=32), k.blob("repo_public", size=32)
+        admin_public = k.blob("admin_public", size=32)
+        admin_private = k.blob("admin_private", size=32) if capability == CAP_ADMIN else None
     except IntegrityError as e:
         raise BadKeyFile(f"key file {name} is malformed") from e
     if not crypto.same(file_repo_id, repo_id):
@@ -138,6 +169,11 @@ def unwrap(data: bytes, name: str, passphrase: bytes, repo_id: bytes) -> MasterK
         reader = crypto.X25519Pair(private)
         if not crypto.same(reader.public, repo_public):
             raise BadKeyFile(f"key file {name} holds an inconsistent key pair")
+    admin = None
+    if admin_private is not None:
+        admin = crypto.Ed25519Signer(admin_private)
+        if not crypto.same(admin.public, admin_public):
+            raise BadKeyFile(f"key file {name} holds an inconsistent admin key pair")
     return MasterKeys(
         repo_id=repo_id,
         id_key=id_key,
@@ -147,7 +183,42 @@ def unwrap(data: bytes, name: str, passphrase: bytes, repo_id: bytes) -> MasterK
         reader=reader,
         capability=capability,
         key_name=name,
+        admin_public=admin_public,
+        admin=admin,
     )
+
+
+@dataclass(frozen=True)
+class KeyFileInfo:
+    """What a key file says about itself without its passphrase (``repofs key list``).
+
+    Nothing here is authenticated until the file is opened: the capability is bound by
+    the payload's AAD, so a relabelled file merely stops opening.
+    """
+
+    name: str
+    capability: str
+    created: int
+    t: int
+    m: int
+    p: int
+
+
+def describe(data: bytes, name: str) -> KeyFileInfo:
+    """The outer record of a key file; BadKeyFile if it is not one repofs could open."""
+    try:
+        f = spec.Fields(spec.unpack(data, "key file", name), "key file", name)
+        kdf = f.sub("kdf")
+        info = KeyFileInfo(name, f.text("capability", 32), f.integer("created", hi=2**63),
+                           kdf.integer("t"), kdf.integer("m"), kdf.integer("p"))
+        ok = (f.integer("v") == spec.FORMAT_VERSION and f.text("type") == "repofs-key"
+              and kdf.text("alg") == "argon2id" and info.capability in CAPABILITIES)
+    except IntegrityError as e:
+        raise BadKeyFile(f"key file {name} is malformed") from e
+    if not ok:
+        raise BadKeyFile(f"key file {name} has an unknown version, type, capability or KDF")
+    _check_kdf(info.t, info.m, info.p, name)
+    return info
 
 
 def _kdf_cost(data: bytes) -> int:

@@ -68,14 +68,26 @@ class Repository:
     # -- open / init ------------------------------------------------------------------
     @classmethod
     def init(cls, path: RepoLocation, passphrase: bytes,
-             kdf: dict[str, int] | None = None) -> Repository:
-        """A new repository at ``path``: a directory, or ``ssh://[user@]host[:port]/path``."""
+             kdf: dict[str, int] | None = None,
+             admin_passphrase: bytes | None = None) -> Repository:
+        """A new repository at ``path``: a directory, or ``ssh://[user@]host[:port]/path``.
+
+        It gets a full key file under ``passphrase`` and, with ``admin_passphrase``, an
+        admin key file (forget, prune) apart from it, so the passphrase backup hosts use
+        cannot sign removals. Without it the admin private key is discarded: nobody can
+        ever forget or prune (repofs-format(5), KEY FILES).
+        """
+        if admin_passphrase is not None and admin_passphrase == passphrase:
+            raise ValueError("the admin passphrase must differ from the passphrase")
         repo_id = crypto.random_bytes(32)
         master = keys.generate(repo_id)
         store = create_store(path, _encode_config(repo_id))
         keyfile = keys.wrap(master, passphrase, kdf)
         name = crypto.object_name(keyfile)
         store.put(spec.NS_KEYS, name, keyfile)
+        if admin_passphrase is not None:
+            admin_file = keys.wrap(keys.restrict(master, keys.CAP_ADMIN), admin_passphrase, kdf)
+            store.put(spec.NS_KEYS, crypto.object_name(admin_file), admin_file)
         return cls(store, keys.unwrap(keyfile, name, passphrase, repo_id) or master)
 
     @classmethod

@@ -4,6 +4,14 @@ Why threads: zstd, BLAKE3 and AES-GCM release the GIL, so compressing runs on
 the second core while the caller reads and chunks the next file, and packs
 are sealed and written by a third thread. Queues are bounded, so memory stays
 at a few packs whatever the size of the backup.
+
+Why it reads condemn records: a prune on another host may condemn packs while
+this session runs (repofs-format(5), PRUNING). Blobs found only in condemned
+packs count as absent and are stored again, and just before the snapshot is
+written the records are read once more: if a pack this session wrote, or the
+only live copy of a blob it reused, was condemned meanwhile, nothing is
+committed (``PruneConflict``), so no snapshot can come to depend on data a
+prune is about to delete. No lock is involved, so there is none to delete.
 """
 
 from __future__ import annotations
@@ -13,8 +21,9 @@ from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
-from repofs import spec
+from repofs import signed, spec
 from repofs.compression import Codec
+from repofs.errors import PruneConflict
 from repofs.model import Snapshot, SnapshotBody
 from repofs.pack import BlobEntry, PackBuilder
 from repofs.repository import Repository
@@ -57,6 +66,9 @@ class WriteSession:
         self._writes: deque[Future[tuple[str, list[BlobEntry]]]] = deque()
         self._written: list[tuple[str, list[BlobEntry]]] = []
         self._seen: dict[int, set[bytes]] = {t: set() for t in self._builders}
+        self._reused: set[tuple[int, bytes]] = set()  # index hits this session relies on
+        self._packs: set[str] = set()  # every pack this session wrote
+        self._condemned = self._read_condemned()
 
     def add(self, blob_type: int, data: bytes | memoryview) -> bytes:
         """Store a blob unless the repository has it; return its id."""
@@ -78,7 +90,45 @@ class WriteSession:
         return blob_id
 
     def known(self, blob_id: bytes, blob_type: int = spec.BLOB_DATA) -> bool:
-        return blob_id in self._seen[blob_type] or self.repo.index.has(blob_id, blob_type)
+        if blob_id in self._seen[blob_type]:
+            return True
+        if self._live_copy(blob_id, blob_type):
+            self._reused.add((blob_type, blob_id))
+            return True
+        return False
+
+    def _live_copy(self, blob_id: bytes, blob_type: int) -> bool:
+        """Is the blob indexed in a pack no prune has condemned?"""
+        if not self.repo.index.has(blob_id, blob_type):
+            return False
+        if not self._condemned:
+            return True
+        return any(loc.pack not in self._condemned
+                   for loc in self.repo.index.locations(blob_id, blob_type))
+
+    def _read_condemned(self) -> frozenset[str]:
+        records = signed.read_condemnations(self.repo.store, self.repo.keys)
+        return frozenset(p for r in records.records for p in r.packs)
+
+    def exclude_packs(self, packs: set[str]) -> None:
+        """Treat blobs only in ``packs`` as absent (prune, repacking them)."""
+        self._condemned = self._condemned | packs
+
+    def recheck_condemned(self) -> None:
+        """Refuse to commit if a prune condemned what this session depends on meanwhile."""
+        now = self._read_condemned()
+        if now <= self._condemned:
+            return
+        self._condemned = self._condemned | now
+        self.repo.load_index()  # a prune that repacked live blobs indexed their new packs
+        lost = self._packs & now
+        for blob_type, blob_id in self._reused:
+            if not lost and not self._live_copy(blob_id, blob_type):
+                lost = {blob_id.hex()}
+        if lost:
+            raise PruneConflict("a prune condemned data this backup relies on while it ran; "
+                                "nothing was committed: run create again (it stores that "
+                                "data anew)")
 
     def _drain_one(self) -> None:
         blob_id, blob_type, raw_len, fut = self._queue.popleft()
@@ -118,6 +168,7 @@ class WriteSession:
         while self._writes:
             self._written.append(self._writes.popleft().result())
         if self._written:
+            self._packs.update(pack for pack, _ in self._written)
             name = self.repo.write_index_segment(self._written)
             self.stats.bytes_stored += self.repo.store.size(spec.NS_INDEX, name)
             for pack, entries in self._written:
@@ -127,6 +178,7 @@ class WriteSession:
     def commit(self, body: SnapshotBody, time_ns: int) -> Snapshot:
         """Packs, then index, then the snapshot: the write order of repofs-format(5)."""
         self.flush()
+        self.recheck_condemned()
         return self.repo.snapshots.commit(body, time_ns)
 
     def close(self) -> None:

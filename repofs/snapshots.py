@@ -15,9 +15,10 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import Protocol
 
-from repofs import spec
+from repofs import signed, spec
 from repofs.envelope import HEADER_LEN, CannotRead, ObjectCipher
 from repofs.errors import AmbiguousSnapshot, IntegrityError, NameTaken, SnapshotNotFound
+from repofs.keys import MasterKeys
 from repofs.model import (
     Snapshot,
     SnapshotBody,
@@ -34,6 +35,7 @@ FUTURE_TOLERANCE_NS = 3600 * 10**9  # clocks of backed-up hosts may run a little
 
 class _Objects(Protocol):
     store: WriterStore
+    keys: MasterKeys
 
     @property
     def can_read(self) -> bool: ...
@@ -52,7 +54,8 @@ class ChainGuard(Protocol):
     """A policy over the verified history (``repofs.chain.HeadsGuard``): it sees every
     listing and every commit, and decides what a damaged or rolled-back history means."""
 
-    def verify(self, snaps: list[Snapshot], damaged: list[IntegrityError]) -> list[Snapshot]: ...
+    def verify(self, snaps: list[Snapshot], damaged: list[IntegrityError],
+               removed: frozenset[str] = frozenset()) -> list[Snapshot]: ...
 
     def committed(self, snap: Snapshot) -> None: ...
 
@@ -77,10 +80,22 @@ class SnapshotLog:
             body = decode_body(plain, name, head)
         return Snapshot(name, head, body)
 
+    def removals(self) -> signed.RecordSet[signed.Removal]:
+        """The removal records (forget), verified; invalid ones are set aside in ``bad``."""
+        return signed.read_removals(self._repo.store, self._repo.keys)
+
+    def removed(self) -> frozenset[str]:
+        """Snapshots named by a valid removal record: hidden from every listing, and
+        accepted as missing from a prev (repofs-format(5), SIGNED RECORDS)."""
+        return signed.removed_snapshots(self.removals())
+
     def list(self) -> list[Snapshot]:
         """Every snapshot, oldest first; raises if the chain references a missing one."""
         snaps, damaged = [], []
+        removed = self.removed()
         for n in self._repo.store.list(spec.NS_SNAPSHOTS):
+            if n in removed:
+                continue
             try:
                 snaps.append(self.read(n))
             except IntegrityError as e:
@@ -89,8 +104,8 @@ class SnapshotLog:
                 damaged.append(e)
         snaps.sort(key=lambda s: (s.head.time_ns, s.head.seq, s.id))
         if self.guard is not None:
-            return self.guard.verify(snaps, damaged)
-        verify_chain(snaps)
+            return self.guard.verify(snaps, damaged, removed)
+        verify_chain(snaps, removed)
         return snaps
 
     def resolve(self, ref: str, snaps: Sequence[Snapshot] | None = None) -> Snapshot:
@@ -154,13 +169,17 @@ def heads(snaps: Iterable[Snapshot]) -> set[str]:
     return {s.id for s in snaps} - referenced
 
 
-def chain_errors(snaps: Sequence[Snapshot]) -> list[IntegrityError]:
-    """Every prev must exist and be older in seq: else a snapshot was removed or replayed."""
+def chain_errors(snaps: Sequence[Snapshot],
+                 removed: frozenset[str] = frozenset()) -> list[IntegrityError]:
+    """Every prev must exist and be older in seq: else a snapshot was removed or replayed.
+    The one accepted gap is a snapshot an admin-signed removal record names."""
     by_id = {s.id: s for s in snaps}
     errors = []
     for s in snaps:
         for p in s.head.prev:
             parent = by_id.get(p.hex())
+            if parent is None and p.hex() in removed:
+                continue
             if parent is None:
                 errors.append(IntegrityError("snapshot", p.hex(),
                                              f"missing, but snapshot {s.id} references it"))
@@ -169,9 +188,9 @@ def chain_errors(snaps: Sequence[Snapshot]) -> list[IntegrityError]:
     return errors
 
 
-def verify_chain(snaps: Sequence[Snapshot]) -> None:
+def verify_chain(snaps: Sequence[Snapshot], removed: frozenset[str] = frozenset()) -> None:
     """Raise the first chain error, if any."""
-    errors = chain_errors(snaps)
+    errors = chain_errors(snaps, removed)
     if errors:
         raise errors[0]
 

@@ -25,7 +25,9 @@ NS_KEYS = "keys"
 NS_DATA = "data"
 NS_INDEX = "index"
 NS_SNAPSHOTS = "snapshots"
-NAMESPACES = (NS_KEYS, NS_DATA, NS_INDEX, NS_SNAPSHOTS)
+NS_REMOVALS = "removals"  # admin-signed removal records (forget)
+NS_CONDEMNED = "condemned"  # admin-signed condemn records (prune)
+NAMESPACES = (NS_KEYS, NS_DATA, NS_INDEX, NS_SNAPSHOTS, NS_REMOVALS, NS_CONDEMNED)
 
 # -- OBJECT KINDS (header byte 5) ------------------------------------------------
 KIND_PACK = 1

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from tests.faults.faulty import POINTS
@@ -10,5 +12,8 @@ from tests.faults.faulty import POINTS
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if POINTS:
         kinds = sorted({p.split(":")[0] for p in POINTS})
+        ops = sorted({re.sub(r"-gen\d+$", "", p.split(":")[1]) for p in POINTS
+                      if p.count(":") >= 2})
         terminalreporter.write_line(
-            f"fault injection: {len(POINTS)} injection points exercised ({', '.join(kinds)})")
+            f"fault injection: {len(POINTS)} injection points exercised ({', '.join(kinds)}) "
+            f"over {', '.join(ops)}")

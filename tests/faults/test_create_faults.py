@@ -81,7 +81,7 @@ def test_every_failing_put_during_create(mode: str, shm_dir: Path) -> None:
             else:
                 assert not store.fired, "an injected fault went unnoticed"
                 break
-            POINTS.append(f"{mode}:gen{generation}:put#{n}")
+            POINTS.append(f"{mode}:create-gen{generation}:put#{n}")
             assert_restores(repo_dir, expected, shm_dir, src)
             after = Repository.open(repo_dir, PASS).snapshots.list()
             new = [s for s in after if s.id not in before]

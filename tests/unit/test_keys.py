@@ -223,7 +223,7 @@ MALFORMED = [
     spec.pack(None), spec.pack({**GOOD_OUTER, "v": 2}), spec.pack({**GOOD_OUTER, "v": "1"}),
     spec.pack({**GOOD_OUTER, "v": True}), spec.pack({**GOOD_OUTER, "type": "other"}),
     spec.pack({**GOOD_OUTER, "type": b"repofs-key"}),
-    spec.pack({**GOOD_OUTER, "capability": "admin"}),
+    spec.pack({**GOOD_OUTER, "capability": "root"}),
     spec.pack({**GOOD_OUTER, "capability": 1}),
     spec.pack({**GOOD_OUTER, "kdf": "argon2id"}), spec.pack({**GOOD_OUTER, "kdf": None}),
     spec.pack(with_kdf(alg="scrypt")), spec.pack(with_kdf(alg=None)),

@@ -94,8 +94,8 @@ def pack_of(repo: Repository, blob_id: bytes, blob_type: int = spec.BLOB_DATA) -
 def test_init_lays_out_an_encrypted_repository(filled) -> None:
     repo = filled[0]
     root = repo.store.root
-    assert sorted(p.name for p in root.iterdir()) == ["config", "data", "index", "keys",
-                                                      "snapshots", "tmp"]
+    assert sorted(p.name for p in root.iterdir()) == ["condemned", "config", "data", "index",
+                                                      "keys", "removals", "snapshots", "tmp"]
     [keyname] = list(repo.store.list(spec.NS_KEYS))
     assert crypto.object_name(repo.store.get(spec.NS_KEYS, keyname)) == keyname
     assert repo.keys.key_name == keyname and repo.can_read

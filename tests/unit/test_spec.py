@@ -269,7 +269,8 @@ def test_format_constants_are_consistent() -> None:
     assert spec.CHUNK_MIN < spec.CHUNK_AVG < spec.CHUNK_MAX <= spec.MAX_BLOB_RAW
     assert spec.PACK_MAX_BLOBS < spec.TRAILER_NONCE < 2**96
     assert len(spec.MAGIC) == 4
-    assert set(spec.NAMESPACES) == {"keys", "data", "index", "snapshots"}
+    assert set(spec.NAMESPACES) == {"keys", "data", "index", "snapshots", "removals",
+                                    "condemned"}
     assert spec.KDF_MIN_T >= 3 and spec.KDF_MIN_M_KIB >= 64 * 1024
     d = spec.KDF_DEFAULT
     assert spec.KDF_MIN_T <= d["t"] <= spec.KDF_MAX_T

@@ -1,0 +1,65 @@
+"""The one storage interface that deletes: for prune and ``key remove``, never for writers.
+
+Why a class of its own: the writer interface (``store.WriterStore``, and so
+``repofs serve``) has no delete, and that absence is what makes a repository
+append-only against a compromised client. Deleting needs this class, and this
+class needs the repository's own file system: it refuses every remote
+location, so an admin runs prune on the storage host, where a backup client's
+credentials do not reach.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
+
+from repofs.errors import NeedsDirectAccess
+from repofs.location import RepoLocation, is_remote
+from repofs.store import LocalStore
+
+
+class AdminStore(LocalStore):
+    """A repository directory with ``delete`` added to the writer interface."""
+
+    def delete(self, namespace: str, name: str) -> bool:
+        """Remove one object; False if it was not there. The directory is fsynced, so a
+        deletion reported done survives a crash (prune relies on the order of its deletes).
+        """
+        path = self.path(namespace, name)  # validates namespace and name
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            return False
+        except PermissionError as e:
+            if e.errno == errno.EPERM:
+                raise PermissionError(e.errno, "the object is immutable (chattr +i, set by "
+                                      "repofs serve --immutable): clear the flag first "
+                                      "(chattr -i) to prune", str(path)) from None
+            raise
+        fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        return True
+
+
+    def mtime_ns(self, namespace: str, name: str) -> int:
+        """When an object was written (prune leaves packs of a create still running alone)."""
+        return os.lstat(self.path(namespace, name)).st_mtime_ns
+
+
+def open_admin_store(location: RepoLocation, what: str) -> AdminStore:
+    """The deleting store of a local repository; ``what`` names the command for the error."""
+    if is_remote(location):
+        raise NeedsDirectAccess(f"{what} needs direct access to the repository's files: run "
+                                "it on the storage host with the repository's path (repofs "
+                                "serve has no delete, by design)")
+    LocalStore.open(Path(location))  # refuses a directory without a repository
+    store = AdminStore(Path(location))
+    store.verify_layout()
+    return store
+
+
+__all__ = ["AdminStore", "open_admin_store"]

@@ -1,0 +1,133 @@
+"""``repofs forget``: apply a retention policy and write one admin-signed removal record.
+
+Why it never touches a snapshot object: snapshots are write-once, and a
+removal is only believable when an admin key signed it (``repofs.signed``).
+So forget writes one removal record naming what goes, with each removed
+snapshot's head kept as a ghost; readers hide those snapshots at once and
+``repofs prune`` later deletes their objects and the data only they used.
+
+The trust rule (``assess``): a writer chooses its snapshot's time, seq and
+prev. Before a policy counts anything, every snapshot the history shows to be
+planted or misdated is set aside as untrusted: kept, never counted. Which:
+
+1. what ``chain.analyse`` flags on its own: dated in the future, dated
+   before a snapshot it follows, a seq its prev do not give, a replayed place;
+2. then, with those left out as witnesses (so they cannot make real snapshots
+   look old) but kept as links (a real create may follow one), stale forks:
+   snapshots that branch off an old view of the history;
+3. and because a stale fork means someone wrote from an old view, everything
+   dated from the point where that view branched off (the fork's parents
+   included) is contested: kept and not counted until an admin forgets the
+   planted snapshots by id.
+
+The rest is indistinguishable from a backup made when it claims, and the
+history only lets it claim the present (see repofs-forget(1), TRUST).
+"""
+
+from __future__ import annotations
+
+import datetime
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from repofs import chain, retention, signed, spec
+from repofs.errors import NotPermitted, SnapshotNotFound
+from repofs.model import Snapshot, SnapshotHead
+from repofs.repository import Repository
+
+
+@dataclass(frozen=True)
+class ForgetPlan:
+    """What a forget would do; ``remove`` maps each snapshot that goes to its head."""
+
+    groups: list[retention.Group]
+    remove: dict[str, SnapshotHead]
+    untrusted: dict[str, str]
+    explicit: bool
+
+
+def _when(ns: int) -> str:
+    return datetime.datetime.fromtimestamp(ns / 1e9, datetime.UTC).isoformat(
+        timespec="seconds")
+
+
+def assess(snaps: Sequence[Snapshot], ghosts: Sequence[Snapshot], now_ns: int,
+           void: frozenset[str] = frozenset()) -> dict[str, str]:
+    """The untrusted snapshots (id -> why), by the three steps of the module docstring."""
+    untrusted = {f.snapshot: f.detail for f in chain.analyse(snaps, now_ns, ghosts, void)
+                 if f.problem and f.code != "stale"}
+    rest = [s for s in snaps if s.id not in untrusted]
+    # the flagged ones still link the history (a real create may follow one), as void ghosts
+    links = [*ghosts, *(s for s in snaps if s.id in untrusted)]
+    known = {s.id: s for s in [*rest, *links]}
+    fork_points: list[tuple[int, str]] = []
+    for f in chain.analyse(rest, now_ns, links, void | set(untrusted)):
+        if not f.problem:
+            continue
+        untrusted.setdefault(f.snapshot, f.detail)
+        if f.code == "stale":
+            stale = known[f.snapshot]
+            fork_points += [(known[p.hex()].head.time_ns, f.snapshot)
+                            for p in stale.head.prev if p.hex() in known]
+    if fork_points:
+        start, culprit = min(fork_points)
+        for s in snaps:
+            if s.head.time_ns >= start:
+                untrusted.setdefault(s.id, f"contested: the history forks at {_when(start)} "
+                                           f"(stale fork {culprit[:8]}); forget the "
+                                           "planted snapshots by id to resolve")
+    return untrusted
+
+
+def _admin(repo: Repository) -> None:
+    if repo.keys.admin is None:
+        raise NotPermitted(f"this key cannot sign removal records: it is a "
+                           f"{repo.keys.capability} key, and only an admin key may forget")
+
+
+def plan_policy(repo: Repository, policy: retention.Policy,
+                group_by: Sequence[str] = retention.GROUP_FIELDS,
+                hosts: Sequence[str] = (), now_ns: int | None = None,
+                tz: datetime.tzinfo | None = None) -> ForgetPlan:
+    """Decide with ``policy`` over every snapshot (of ``hosts``, if given)."""
+    _admin(repo)
+    now_ns = time.time_ns() if now_ns is None else now_ns
+    snaps = repo.snapshots.list()
+    removals = repo.snapshots.removals()
+    untrusted = assess(snaps, signed.ghosts(removals), now_ns, signed.void(removals))
+    if hosts:
+        snaps = [s for s in snaps if s.body is not None and s.body.host in hosts]
+    groups = retention.plan(snaps, policy, untrusted, group_by, tz)
+    remove = {v.snapshot.id: v.snapshot.head for g in groups for v in g.verdicts if not v.keep}
+    return ForgetPlan(groups, remove, untrusted, explicit=False)
+
+
+def plan_ids(repo: Repository, refs: Sequence[str]) -> ForgetPlan:
+    """Remove exactly the snapshots named (full id, unique prefix or name)."""
+    _admin(repo)
+    snaps = repo.snapshots.list()
+    chosen = [repo.snapshots.resolve(r, snaps) for r in refs]
+    if not chosen:
+        raise SnapshotNotFound("no snapshot named")
+    verdicts = tuple(retention.Verdict(s, False, ("named",)) for s in chosen)
+    return ForgetPlan([retention.Group(None, None, verdicts)],
+                      {s.id: s.head for s in chosen}, {}, explicit=True)
+
+
+def commit(repo: Repository, plan: ForgetPlan, now_ns: int | None = None) -> list[str]:
+    """Write the removal record(s); their names (none if nothing goes)."""
+    _admin(repo)
+    assert repo.keys.admin is not None
+    now_ns = time.time_ns() if now_ns is None else now_ns
+    ids = sorted(plan.remove)
+    names = []
+    for i in range(0, len(ids), signed.MAX_REMOVED):
+        part = {sid: plan.remove[sid] for sid in ids[i:i + signed.MAX_REMOVED]}
+        data = signed.sign_removal(repo.keys.admin, repo.keys.repo_id, part, now_ns,
+                                   plan.explicit)
+        names.append(repo.put_object(spec.NS_REMOVALS, data))
+    return names
+
+
+__all__ = ["ForgetPlan", "assess", "commit", "plan_ids", "plan_policy"]

@@ -1,0 +1,239 @@
+"""``repofs prune``: delete what no kept snapshot needs, safely next to running creates.
+
+Why two phases and no lock (repofs-format(5), PRUNING): a create on another
+host may, at any moment, reuse a blob that no snapshot references yet. A lock
+would have to be something a writer can delete. Instead a run of prune
+
+1. **sweeps**: deletes the packs and index segments that condemn records at
+   least ``grace`` old name, unless a snapshot existing *now* still needs a
+   blob whose only verified copy is in them (that pack is reprieved); deletes
+   the objects of snapshots forget removed;
+2. **marks**: copies the live blobs of mostly-empty packs into new packs,
+   re-lists the live packs of index segments that also list dead ones, and
+   writes one condemn record (signed with the admin key) naming the packs and
+   segments it wants gone. A later run, after the grace period, sweeps them.
+
+Writers meanwhile treat blobs only in condemned packs as absent, and read
+the condemn records again right before they commit (``session``), so nothing
+committed can come to depend on a pack that will be deleted. Every step
+either only adds objects or deletes what nothing kept can reach, so an
+interruption at any point leaves every kept snapshot restorable.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from repofs import gc, signed, spec
+from repofs.adminstore import AdminStore
+from repofs.compression import Codec
+from repofs.errors import IntegrityError, NeedsDirectAccess, NotPermitted
+from repofs.index import Location
+from repofs.model import Snapshot
+from repofs.pack import BlobEntry
+from repofs.repository import Repository
+from repofs.session import WriteSession
+from repofs.snapshots import chain_errors
+
+DEFAULT_GRACE_NS = 24 * 3600 * 10**9
+REPACK_BELOW = 0.5  # repack a pack when less than this share of its bytes is live
+
+
+@dataclass
+class PruneReport:
+    deleted_snapshots: list[str] = field(default_factory=list)
+    deleted_packs: list[str] = field(default_factory=list)
+    deleted_segments: list[str] = field(default_factory=list)
+    reprieved: list[str] = field(default_factory=list)
+    condemned_packs: list[str] = field(default_factory=list)
+    condemned_segments: list[str] = field(default_factory=list)
+    repacked: list[str] = field(default_factory=list)
+    bytes_deleted: int = 0
+    bytes_condemned: int = 0
+    condemn_record: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+class Pruner:
+    """One run of prune over a repository opened with an admin key on an ``AdminStore``."""
+
+    def __init__(self, repo: Repository, grace_ns: int = DEFAULT_GRACE_NS,
+                 now_ns: int | None = None, dry_run: bool = False,
+                 progress: Callable[[str], None] | None = None) -> None:
+        if repo.keys.admin is None:
+            raise NotPermitted(f"this key cannot prune: it is a {repo.keys.capability} key, "
+                               "and only an admin key may")
+        if not isinstance(repo.store, AdminStore):
+            raise NeedsDirectAccess("prune needs direct access to the repository's files")
+        self.repo, self.store = repo, repo.store
+        self.grace_ns, self.dry_run = grace_ns, dry_run
+        self.now_ns = time.time_ns() if now_ns is None else now_ns
+        self.progress = progress or (lambda _m: None)
+        self.report = PruneReport()
+
+    def run(self) -> PruneReport:
+        removed = self.repo.snapshots.removed()
+        kept = self._kept_snapshots(removed)
+        self.progress("finding live data")
+        live = gc.live_blobs(self.repo, kept)
+        self._cycle(live, removed)
+        if self.grace_ns == 0 and self.report.condemn_record and not self.dry_run:
+            self._cycle(live, removed)  # no grace: what was just condemned goes at once
+        return self.report
+
+    def _cycle(self, live: set[gc.BlobKey], removed: frozenset[str]) -> None:
+        records = signed.read_condemnations(self.store, self.repo.keys)
+        for name, err in sorted(records.bad.items()):
+            note = f"ignored condemn record {name[:8]}: {err.detail}"
+            if note not in self.report.notes:
+                self.report.notes.append(note)
+        due = self.now_ns - self.grace_ns
+        self._sweep(live, {p for r in records.records if r.time_ns <= due for p in r.packs},
+                    {s for r in records.records if r.time_ns <= due for s in r.segments},
+                    removed)
+        self._mark(live, {p for r in records.records for p in r.packs},
+                   {s for r in records.records for s in r.segments})
+
+    def _delete(self, ns: str, name: str) -> None:
+        if not self.dry_run:
+            self.store.delete(ns, name)
+
+    # -- what is kept --------------------------------------------------------------------
+    def _kept_snapshots(self, removed: frozenset[str]) -> list[Snapshot]:
+        """Every snapshot not removed, read strictly: prune never decides around damage."""
+        snaps = []
+        for name in sorted(self.store.list(spec.NS_SNAPSHOTS)):
+            if name not in removed:
+                snaps.append(self.repo.snapshots.read(name))  # raises on damage
+        errors = chain_errors(snaps, removed)
+        if errors:
+            raise errors[0]
+        return snaps
+
+    # -- phase 1: sweep ------------------------------------------------------------------
+    def _verified_elsewhere(self, key: gc.BlobKey, locs: list[Location],
+                            going: set[str]) -> bool:
+        for loc in locs:
+            if loc.pack in going or not self.store.exists(spec.NS_DATA, loc.pack):
+                continue
+            try:
+                self.repo.read_located(key[1], loc)
+                return True
+            except (IntegrityError, FileNotFoundError):
+                continue
+        return False
+
+    def _sweep(self, live: set[gc.BlobKey], due_packs: set[str], due_segments: set[str],
+               removed: frozenset[str]) -> None:
+        present = set(self.store.list(spec.NS_DATA))
+        going = due_packs & present
+        self.repo.load_index()  # segments written since the open: more copies to verify
+        view = gc.read_index(self.repo)
+        for pack in sorted(going):
+            for key in view.entries.get(pack, {}).keys() & live:
+                if pack not in going:
+                    break
+                locs = self.repo.index.locations(key[1], key[0])
+                if not self._verified_elsewhere(key, locs, going):
+                    going.discard(pack)  # a snapshot made since needs it: keep it
+                    self.report.reprieved.append(pack)
+        for pack in sorted(going):
+            self.progress(f"deleting pack {pack[:8]}")
+            self.report.bytes_deleted += self.store.size(spec.NS_DATA, pack)
+            self._delete(spec.NS_DATA, pack)
+            self.report.deleted_packs.append(pack)
+        left = present - going
+        segs = {s for s in due_segments if s in view.segments}
+        changed = True
+        while changed:  # a segment goes only if every pack it lists that remains is
+            changed = False  # listed by a segment that stays
+            for s in sorted(segs):
+                stays = set(view.segments) - segs
+                if any(p in left and not view.listed_by(p) & stays
+                       for p in view.segments[s]):
+                    segs.discard(s)
+                    changed = True
+        for s in sorted(segs):
+            self._delete(spec.NS_INDEX, s)
+            self.report.deleted_segments.append(s)
+        for name in sorted(set(self.store.list(spec.NS_SNAPSHOTS)) & removed):
+            self._delete(spec.NS_SNAPSHOTS, name)
+            self.report.deleted_snapshots.append(name)
+
+    # -- phase 2: mark -------------------------------------------------------------------
+    def _mark(self, live: set[gc.BlobKey], condemned: set[str], condemned_segs: set[str]) -> None:
+        present = set(self.store.list(spec.NS_DATA))
+        self.repo.load_index()
+        view = gc.read_index(self.repo)
+        keep = gc.assign(live, view, present, condemned)
+        new_packs: set[str] = set()
+        repack: dict[str, set[gc.BlobKey]] = {}
+        for pack in sorted(present):
+            mine = keep.get(pack, set())
+            if pack in condemned:
+                if mine:
+                    repack[pack] = mine  # reprieved: move its live blobs out
+                continue
+            if self.store.mtime_ns(spec.NS_DATA, pack) > self.now_ns - self.grace_ns:
+                continue  # young: a create may be about to commit a snapshot that uses it
+            if pack not in view.entries:
+                new_packs.add(pack)  # unindexed and old: left by a crashed create
+                continue
+            stored = sum(e.length for e in view.entries[pack].values())  # blobs, not framing
+            if not mine:
+                new_packs.add(pack)
+            elif gc.live_bytes(view, pack, mine) < REPACK_BELOW * stored:
+                repack[pack] = mine
+                new_packs.add(pack)
+        self._repack(repack, condemned | new_packs)
+        dead = condemned | new_packs | (set(view.entries) - present)
+        new_segs = {s for s, packs in view.segments.items()
+                    if s not in condemned_segs and packs & dead}
+        self._relist(view, new_segs, dead, present)
+        for pack in new_packs:
+            self.report.bytes_condemned += self.store.size(spec.NS_DATA, pack)
+        self.report.condemned_packs += sorted(new_packs)
+        self.report.condemned_segments += sorted(new_segs)
+        if (new_packs or new_segs) and not self.dry_run:
+            assert self.repo.keys.admin is not None
+            data = signed.sign_condemn(self.repo.keys.admin, self.repo.keys.repo_id,
+                                       new_packs, new_segs, self.now_ns)
+            self.report.condemn_record = self.repo.put_object(spec.NS_CONDEMNED, data)
+
+    def _repack(self, repack: dict[str, set[gc.BlobKey]], excluded: set[str]) -> None:
+        """Copy live blobs out of the packs in ``repack`` (written before anything names those
+        packs condemned, so a crash in between leaves two copies, never none)."""
+        self.report.repacked += sorted(repack)
+        if not repack or self.dry_run:
+            return
+        with WriteSession(self.repo, Codec()) as session:
+            session.exclude_packs(excluded)
+            for i, blobs in enumerate(repack[p] for p in sorted(repack)):
+                self.progress(f"repacking {i + 1}/{len(repack)}")
+                for blob_type, blob_id in sorted(blobs):
+                    session.add(blob_type, self.repo.read_blob(blob_id, blob_type))
+            session.flush()
+
+    def _relist(self, view: gc.IndexView, segs: set[str], dead: set[str],
+                present: set[str]) -> None:
+        """New segments for the live packs the condemned segments list and no other does."""
+        stays = set(view.segments) - segs
+        rows: dict[str, list[BlobEntry]] = {}
+        for s in sorted(segs):
+            for pack, entries in view.from_segment[s].items():
+                if pack in present and pack not in dead and not view.listed_by(pack) & stays:
+                    rows.setdefault(pack, entries)
+        batch = sorted(rows.items())
+        for i in range(0, len(batch), 1024):
+            if not self.dry_run:
+                self.repo.write_index_segment(batch[i:i + 1024])
+
+
+def prune(repo: Repository, grace_ns: int = DEFAULT_GRACE_NS, now_ns: int | None = None,
+          dry_run: bool = False, progress: Callable[[str], None] | None = None) -> PruneReport:
+    return Pruner(repo, grace_ns, now_ns, dry_run, progress).run()
+
+
+__all__ = ["DEFAULT_GRACE_NS", "REPACK_BELOW", "PruneReport", "Pruner", "prune"]
