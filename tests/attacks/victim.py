@@ -198,8 +198,4 @@ def body_for(tree: bytes, host: str = "web1") -> SnapshotBody:
                         name=None, hardlinks={}, stats={})
 
 
-def snapshot_files(restrict: Path) -> list[Path]:
-    return sorted((restrict / spec.NS_SNAPSHOTS).iterdir())
-
-
 __all__ = ["REPOFS", "Client", "Victim", "build_pristine", "copy_victim", "write_fake_ssh"]
