@@ -88,12 +88,14 @@ LogLevel ERROR
     proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(base / "sshd_config")],
                             stderr=subprocess.PIPE)
     try:
-        for _ in range(100):
+        for _ in range(200):
+            if proc.poll() is not None:  # e.g. the port was taken meanwhile
+                break
             with socket.socket() as s:
                 if s.connect_ex(("127.0.0.1", port)) == 0:
                     break
             time.sleep(0.05)
-        else:
+        if proc.poll() is not None:
             pytest.fail(f"sshd did not start: {proc.stderr.read() if proc.stderr else ''}")
         yield Server(base, port, base / "client_key", restrict)
     finally:
