@@ -17,6 +17,8 @@ import tempfile
 from pathlib import Path
 
 PASSPHRASE = "repofs compat fixture"
+ADMIN_PASSPHRASE = "repofs compat fixture admin"
+WRITER_PASSPHRASE = "repofs compat fixture writer"
 HERE = Path(__file__).parent
 
 
@@ -75,19 +77,31 @@ def main() -> None:
     dest = HERE / version
     if dest.exists():
         sys.exit(f"{dest} exists: fixtures are frozen, never regenerated")
-    env = {**os.environ, "REPOFS_PASSPHRASE": PASSPHRASE, "REPOFS_NO_PROGRESS": "1"}
+    env = {**os.environ, "REPOFS_PASSPHRASE": PASSPHRASE, "REPOFS_NO_PROGRESS": "1",
+           "REPOFS_ADMIN_PASSPHRASE": ADMIN_PASSPHRASE}
     work = Path(tempfile.mkdtemp(prefix="repofs-fixture-", dir="/dev/shm"))
     try:
         repo, src = work / "repo", work / "src"
         src.mkdir()
 
-        def run(*args: str, stdin: bytes | None = None) -> str:
-            r = subprocess.run(["repofs", *args], env=env, input=stdin,
+        env["XDG_STATE_HOME"] = str(work / "state")
+        env["XDG_CACHE_HOME"] = str(work / "cache")
+
+        def run(*args: str, stdin: bytes | None = None, **extra: str) -> str:
+            r = subprocess.run(["repofs", *args], env={**env, **extra}, input=stdin,
                                stdout=subprocess.PIPE, check=True)
             return r.stdout.decode()
 
         run("init", "-r", str(repo))
-        manifest: dict[str, object] = {"passphrase": PASSPHRASE, "snapshots": []}
+        # frozen too: a write-only key file, and a removal record signed by the admin key
+        run("key", "add", "--write-only", "-r", str(repo),
+            REPOFS_NEW_PASSPHRASE=WRITER_PASSPHRASE)
+        make_tree(src, 0)
+        gone = json.loads(run("create", "-r", str(repo), "--json", str(src)))["snapshot"]
+        run("forget", "-r", str(repo), gone, REPOFS_PASSPHRASE=ADMIN_PASSPHRASE)
+        manifest: dict[str, object] = {"passphrase": PASSPHRASE, "snapshots": [],
+                                       "writer_passphrase": WRITER_PASSPHRASE,
+                                       "removed": [gone]}
         for gen in (1, 2):
             make_tree(src, gen)
             snap = json.loads(run("create", "-r", str(repo), "--json", "--tag", f"gen{gen}",
