@@ -45,6 +45,7 @@ import os
 import random
 import shutil
 import stat
+import statistics
 import subprocess
 import sys
 import time
@@ -215,19 +216,27 @@ class Mounter:
             time.sleep(0.05)
 
 
-def snapshot_dirs(tool: str, repo: Path, env: dict[str, str], labels: list[str]
+def json_of(cmd: list[str], env: dict[str, str], log: Path) -> object:
+    p = subprocess.run(cmd, env=env, capture_output=True, check=False)
+    with open(log, "ab") as out:
+        out.write(f"\n$ {' '.join(cmd)}\n".encode() + p.stderr)
+    if p.returncode != 0:
+        last = p.stderr.decode(errors="replace").strip().splitlines()[-1:] or ["?"]
+        raise RuntimeError(f"{' '.join(cmd[-4:])} exited with {p.returncode}: {last[0]}")
+    return json.loads(p.stdout)
+
+
+def snapshot_dirs(tool: str, repo: Path, env: dict[str, str], labels: list[str], log: Path
                   ) -> dict[str, str]:
     """label -> the snapshot's directory relative to the mount root."""
     if tool == "borg":
         return {label: label for label in labels}
     if tool == "restic":
-        out = subprocess.run(["restic", "-r", str(repo), "snapshots", "--json"], env=env,
-                             capture_output=True, check=True).stdout
-        by_tag = {s["tags"][0]: s["short_id"] for s in json.loads(out) if s.get("tags")}
+        snaps = json_of(["restic", "-r", str(repo), "snapshots", "--json"], env, log)
+        by_tag = {s["tags"][0]: s["short_id"] for s in snaps if s.get("tags")}  # type: ignore
         return {label: f"ids/{by_tag[label]}" for label in labels}
-    out = subprocess.run(bench_core.repofs("snapshots", "--json", "-r", str(repo)),
-                         env=env, capture_output=True, check=True).stdout
-    by_name = {s["name"]: s["id"] for s in json.loads(out) if s.get("name")}
+    snaps = json_of(bench_core.repofs("snapshots", "--json", "-r", str(repo)), env, log)
+    by_name = {s["name"]: s["id"] for s in snaps if s.get("name")}  # type: ignore
     return {label: f"ids/{by_name[label]}" for label in labels}
 
 
@@ -267,86 +276,103 @@ def largest_file(root: Path) -> Path:
     return best
 
 
-def bench_tool(tool: str, args: argparse.Namespace, sources: dict[str, Path],
-               log_dir: Path) -> dict[str, object]:
-    work = Path(args.work) / "mount" / tool
-    if work.exists():
-        shutil.rmtree(work)
-    (work / "cache" / "home").mkdir(parents=True)
-    repo, mp = work / "repo", work / "mnt"
-    env = bench_core.tool_env(tool, work / "cache")
-    log = log_dir / f"{tool}.log"
-    res: dict[str, object] = {}
-    init = {"repofs": bench_core.Repofs, "borg": bench_core.Borg,
-            "restic": bench_core.Restic}[tool](bench_core.Run(tool, repo, work, log)).init()
-    rc, *_ = bench_core.measure(init, env, log)
-    if rc:
-        raise RuntimeError(f"{tool} init failed, see {log}")
-    for label, src in sources.items():
-        rc, wall, _cpu, rss = bench_core.measure(create_cmd(tool, repo, label, src), env, log)
-        if rc not in (0, 1):
-            raise RuntimeError(f"{tool} create {label} failed, see {log}")
-        res[f"create {label} s"] = round(wall, 2)
-        print(f"  {tool:7} create {label:7} {wall:8.2f} s  rss {rss / 1024:6.0f} MiB", flush=True)
-    dirs = snapshot_dirs(tool, repo, env, list(sources))
-    top = {label: Path(dirs[label]) / str(src).lstrip("/") for label, src in sources.items()}
-    m = Mounter(tool, repo, env, log)
+class Setup:
+    """One tool's repository with the three snapshots, and how to mount it."""
 
-    def fresh(fn) -> None:
+    def __init__(self, tool: str, args: argparse.Namespace, sources: dict[str, Path],
+                 log_dir: Path) -> None:
+        self.tool = tool
+        self.work = Path(args.work) / "mount" / tool
+        if self.work.exists():
+            shutil.rmtree(self.work)
+        (self.work / "cache" / "home").mkdir(parents=True)
+        self.repo, self.mp = self.work / "repo", self.work / "mnt"
+        self.env = bench_core.tool_env(tool, self.work / "cache")
+        self.log = log_dir / f"{tool}.log"
+        self.sources = sources
+        self.res: dict[str, list[float]] = {}
+        self.m = Mounter(tool, self.repo, self.env, self.log)
+        self.top: dict[str, Path] = {}
+
+    def note(self, key: str, value: float) -> None:
+        self.res.setdefault(key, []).append(value)
+
+    def init(self) -> None:
+        cls = {"repofs": bench_core.Repofs, "borg": bench_core.Borg,
+               "restic": bench_core.Restic}[self.tool]
+        init = cls(bench_core.Run(self.tool, self.repo, self.work, self.log)).init()
+        rc, *_ = bench_core.measure(init, self.env, self.log)
+        if rc:
+            raise RuntimeError(f"{self.tool} init failed, see {self.log}")
+
+    def create(self, label: str) -> None:
+        rc, wall, _cpu, rss = bench_core.measure(
+            create_cmd(self.tool, self.repo, label, self.sources[label]), self.env, self.log)
+        if rc not in (0, 1):
+            raise RuntimeError(f"{self.tool} create {label} failed, see {self.log}")
+        self.note(f"create {label} s", wall)
+        print(f"  {self.tool:7} create {label:7} {wall:8.2f} s  rss {rss / 1024:6.0f} MiB",
+              flush=True)
+
+    def locate(self) -> None:
+        dirs = snapshot_dirs(self.tool, self.repo, self.env, list(self.sources), self.log)
+        self.top = {label: Path(dirs[label]) / str(src).lstrip("/")
+                    for label, src in self.sources.items()}
+
+    def fresh(self, fn) -> None:
+        """fn on a fresh mount (nothing cached in the daemon or the kernel), then unmount."""
         try:
             fn()
         finally:
-            m.umount(mp)
+            self.m.umount(self.mp)
 
-    for label in ("small", "big"):
-        def ls(label: str = label) -> None:
-            res[f"mount ({label}) s"] = round(m.mount(mp), 3)
-            t0 = time.monotonic()
-            n = listing(mp / top[label])
-            res[f"ls {label} s"] = round(time.monotonic() - t0, 3)
-            print(f"  {tool:7} ls {label:5} {res[f'ls {label} s']:8.3f} s ({n} entries)",
-                  flush=True)
-        fresh(ls)
 
-    def tar_small() -> None:
-        m.mount(mp)
-        res["tar small s"] = round(timed_shell("tar -cf - . | cat >/dev/null",
-                                               mp / top["small"]), 2)
-        print(f"  {tool:7} tar small {res['tar small s']:8.2f} s", flush=True)
-    fresh(tar_small)
+def m_ls(s: Setup, label: str) -> None:
+    s.note(f"mount ({label}) s", s.m.mount(s.mp))
+    t0 = time.monotonic()
+    n = listing(s.mp / s.top[label])
+    wall = time.monotonic() - t0
+    s.note(f"ls {label} s", wall)
+    print(f"  {s.tool:7} ls {label:5} {wall:8.3f} s ({n} entries)", flush=True)
 
-    corpus_bytes = bench_core.dir_bytes(sources["corpus"])
 
-    def tar_corpus() -> None:
-        m.mount(mp)
-        listing(mp / top["corpus"])
-        wall = timed_shell("tar -cf - . | cat >/dev/null", mp / top["corpus"])
-        res["tar corpus s"] = round(wall, 2)
-        res["tar corpus MiB/s"] = round(corpus_bytes / MiB / wall, 1)
-        pids = daemon_pids(mp) if m.proc is None else [m.proc.pid]
-        mem = [proc_mem_kib(p) for p in pids]
-        res["daemon RSS MiB"] = round(max((r for r, _ in mem), default=0) / 1024)
-        res["daemon peak RSS MiB"] = round(max((h for _, h in mem), default=0) / 1024)
-        print(f"  {tool:7} tar corpus {wall:8.2f} s {res['tar corpus MiB/s']} MiB/s, daemon "
-              f"RSS {res['daemon RSS MiB']} MiB (peak {res['daemon peak RSS MiB']}, "
-              f"pids {pids})", flush=True)
-    fresh(tar_corpus)
+def m_tar_small(s: Setup) -> None:
+    s.m.mount(s.mp)
+    wall = timed_shell("tar -cf - . | cat >/dev/null", s.mp / s.top["small"])
+    s.note("tar small s", wall)
+    print(f"  {s.tool:7} tar small {wall:8.2f} s", flush=True)
 
-    big_file = largest_file(sources["corpus"])
-    rel = big_file.relative_to(sources["corpus"])
 
-    def dd() -> None:
-        m.mount(mp)
-        f = mp / top["corpus"] / rel
-        size = f.stat().st_size
-        wall = timed_shell(f"dd if='{f}' of=/dev/null bs=1M", Path("/"))
-        res["dd large MiB/s"] = round(size / MiB / wall, 1)
-        print(f"  {tool:7} dd {rel} {size / MiB:.0f} MiB {wall:.2f} s = "
-              f"{res['dd large MiB/s']} MiB/s", flush=True)
-    fresh(dd)
-    if not args.keep:
-        shutil.rmtree(work, ignore_errors=True)
-    return res
+def m_tar_corpus(s: Setup) -> None:
+    s.m.mount(s.mp)
+    listing(s.mp / s.top["corpus"])
+    wall = timed_shell("tar -cf - . | cat >/dev/null", s.mp / s.top["corpus"])
+    size = bench_core.dir_bytes(s.sources["corpus"])
+    s.note("tar corpus s", wall)
+    s.note("tar corpus MiB/s", size / MiB / wall)
+    pids = daemon_pids(s.mp) if s.m.proc is None else [s.m.proc.pid]
+    mem = [proc_mem_kib(p) for p in pids]
+    rss = max((r for r, _ in mem), default=0) / 1024
+    hwm = max((h for _, h in mem), default=0) / 1024
+    s.note("daemon RSS MiB", rss)
+    s.note("daemon peak RSS MiB", hwm)
+    print(f"  {s.tool:7} tar corpus {wall:8.2f} s {size / MiB / wall:.1f} MiB/s, daemon RSS "
+          f"{rss:.0f} MiB (peak {hwm:.0f}, pids {pids})", flush=True)
+
+
+def m_dd(s: Setup) -> None:
+    s.m.mount(s.mp)
+    rel = largest_file(s.sources["corpus"]).relative_to(s.sources["corpus"])
+    f = s.mp / s.top["corpus"] / rel
+    size = f.stat().st_size
+    wall = timed_shell(f"dd if='{f}' of=/dev/null bs=1M", Path("/"))
+    s.note("dd large MiB/s", size / MiB / wall)
+    print(f"  {s.tool:7} dd {rel} {size / MiB:.0f} MiB {wall:.2f} s = "
+          f"{size / MiB / wall:.1f} MiB/s", flush=True)
+
+
+MEASUREMENTS = [("ls small", lambda s: m_ls(s, "small")), ("ls big", lambda s: m_ls(s, "big")),
+                ("tar small", m_tar_small), ("tar corpus", m_tar_corpus), ("dd", m_dd)]
 
 
 ROWS = ["mount (small) s", "mount (big) s", "ls small s", "ls big s", "tar small s",
@@ -355,14 +381,15 @@ ROWS = ["mount (small) s", "mount (big) s", "ls small s", "ls big s", "tar small
         "create corpus s"]
 
 
-def table(results: dict[str, dict[str, object]], labels: dict[str, str]) -> str:
+def table(results: dict[str, dict[str, float]], labels: dict[str, str]) -> str:
     tools = list(results)
     others = [t for t in tools if t != "repofs"] if "repofs" in tools else []
     cols = tools + [f"repofs/{t}" for t in others]
     lines = ["| metric | " + " | ".join(cols) + " |", "|---|" + "---:|" * len(cols)]
     for row in ROWS:
         vals = [results[t].get(row) for t in tools]
-        cells = ["-" if v is None else str(v) for v in vals]
+        digits = 3 if row.startswith(("ls", "mount")) else 0 if "RSS" in row else 1
+        cells = ["-" if v is None else f"{v:.{digits}f}" for v in vals]
         for t in others:
             a, b = results["repofs"].get(row), results[t].get(row)
             cells.append(f"{a / b:.2f}" if isinstance(a, int | float) and
@@ -380,6 +407,8 @@ def main() -> int:
     ap.add_argument("--scale", type=float, default=1.0, help="corpus scale if generated")
     ap.add_argument("--tools", default="repofs,borg,restic")
     ap.add_argument("--keep", action="store_true")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="repeat the measurements (not the creates); medians are reported")
     ap.add_argument("--results", default=str(HERE / "results"))
     ap.add_argument("--repofs-rev", metavar="REV",
                     help="run repofs from this git commit, not from the working tree")
@@ -400,25 +429,47 @@ def main() -> int:
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     log_dir = Path(args.results) / f"mount-{stamp}-logs"
     log_dir.mkdir(parents=True, exist_ok=True)
-    results: dict[str, dict[str, object]] = {}
     skipped: dict[str, str] = {}
+    setups: dict[str, Setup] = {}
     for tool in [t for t in args.tools.split(",") if t]:
         why = tool_has_mount(tool, work)
         if why:
             print(f"SKIP {tool}: {why}")
             skipped[tool] = why
-            continue
-        print(f"{tool}: load average {os.getloadavg()}", flush=True)
-        try:
-            results[tool] = bench_tool(tool, args, sources, log_dir)
-        except (RuntimeError, subprocess.CalledProcessError, OSError) as e:
-            print(f"FAILED {tool}: {e}")
-            skipped[tool] = f"failed: {e}"
+        else:
+            setups[tool] = Setup(tool, args, sources, log_dir)
+
+    def each(what: str, fn) -> None:
+        """fn for every tool still in the race, one after the other (same load for all)."""
+        for tool, s in list(setups.items()):
+            try:
+                fn(s)
+            except (RuntimeError, subprocess.CalledProcessError, OSError) as e:
+                print(f"FAILED {tool} ({what}): {e}", flush=True)
+                skipped[tool] = f"failed in {what}: {e}"
+                del setups[tool]
+                s.m.umount(s.mp)
+
+    print(f"load average {os.getloadavg()}", flush=True)
+    each("init", Setup.init)
+    for label in sources:
+        each(f"create {label}", lambda s, label=label: s.create(label))
+    each("snapshot ids", Setup.locate)
+    for rnd in range(args.rounds):
+        print(f"round {rnd + 1}: load average {os.getloadavg()}", flush=True)
+        for name, fn in MEASUREMENTS:
+            each(name, lambda s, fn=fn: s.fresh(lambda: fn(s)))
+    results = {t: {k: statistics.median(v) for k, v in s.res.items()} for t, s in setups.items()}
+    if not args.keep:
+        for s in setups.values():
+            shutil.rmtree(s.work, ignore_errors=True)
     labels = {"ls small s": f"ls small ({args.small_files} files) s",
               "ls big s": f"ls big ({args.big_files} files) s"}
     head = (f"date {datetime.datetime.now().isoformat(timespec='minutes')}, "
             f"{os.cpu_count()} cores, snapshots: {args.small_files} files, "
-            f"{args.big_files} files, corpus {bench_core.dir_bytes(live) / MiB:.0f} MiB")
+            f"{args.big_files} files, corpus {bench_core.dir_bytes(live) / MiB:.0f} MiB; "
+            f"repofs {bench_core.repofs_version()}, rounds {args.rounds} (median), "
+            f"nice {args.nice}")
     tbl = table(results, labels)
     print()
     print(head)
@@ -427,23 +478,24 @@ def main() -> int:
     r, b = results.get("repofs"), results.get("borg")
     if r:
         checks.append(("ls of a snapshot root < 1 s (small and big)",
-                       max(float(r["ls small s"]), float(r["ls big s"])) < 1.0,  # type: ignore
-                       f"{r['ls small s']} s / {r['ls big s']} s"))
+                       max(r["ls small s"], r["ls big s"]) < 1.0,
+                       f"{r['ls small s']:.3f} s / {r['ls big s']:.3f} s"))
         checks.append(("daemon RSS after reading the corpus < 300 MiB",
-                       float(r["daemon RSS MiB"]) < 300,  # type: ignore[arg-type]
-                       f"{r['daemon RSS MiB']} MiB"))
+                       r["daemon RSS MiB"] < 300,
+                       f"{r['daemon RSS MiB']:.0f} MiB (peak {r['daemon peak RSS MiB']:.0f})"))
     if r and b:
         for key, name in (("tar corpus MiB/s", "tar throughput >= 2x borg mount"),
                           ("dd large MiB/s", "dd bs=1M throughput >= 2x borg mount")):
-            a, c = float(r[key]), float(b[key])  # type: ignore[arg-type]
-            checks.append((name, a >= 2 * c, f"{a} vs {c} MiB/s = {a / c:.2f}x"))
+            a, c = r[key], b[key]
+            checks.append((name, a >= 2 * c, f"{a:.1f} vs {c:.1f} MiB/s = {a / c:.2f}x"))
     print()
     for name, ok, detail in checks:
         print(f"{'PASS' if ok else 'FAIL'}  {name}: {detail}")
     for tool, why in skipped.items():
         print(f"SKIP  {tool}: {why}")
     out = Path(args.results) / f"mount-{stamp}.json"
-    out.write_text(json.dumps({"head": head, "results": results, "skipped": skipped,
+    raw = {t: s.res for t, s in setups.items()}
+    out.write_text(json.dumps({"head": head, "results": results, "raw": raw, "skipped": skipped,
                                "checks": [{"check": n, "pass": ok, "detail": d}
                                           for n, ok, d in checks], "table": tbl}, indent=1))
     print(f"\nresults: {out}\nlogs: {log_dir}")
