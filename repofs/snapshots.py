@@ -17,7 +17,13 @@ from typing import Protocol
 
 from repofs import signed, spec
 from repofs.envelope import HEADER_LEN, CannotRead, ObjectCipher
-from repofs.errors import AmbiguousSnapshot, IntegrityError, NameTaken, SnapshotNotFound
+from repofs.errors import (
+    AmbiguousSnapshot,
+    IntegrityError,
+    NameTaken,
+    NotPermitted,
+    SnapshotNotFound,
+)
 from repofs.keys import MasterKeys
 from repofs.model import (
     Snapshot,
@@ -133,6 +139,9 @@ class SnapshotLog:
         if len(found) > 1:
             raise AmbiguousSnapshot(f"{ref!r} matches {len(found)} snapshots (by name or id "
                                     "prefix); give the full id")
+        if not self._repo.can_read:  # names are in the sealed bodies
+            raise NotPermitted(f"no snapshot has the id {ref!r}, and this key cannot read "
+                               "snapshot names (a write-only key): give an id or 'latest'")
         raise SnapshotNotFound(f"no snapshot {ref!r}")
 
     def ensure_name_free(self, name: str, snaps: Sequence[Snapshot] | None = None) -> None:

@@ -141,6 +141,9 @@ def test_a_write_only_key_writes_but_cannot_read(root: Path) -> None:
     assert second.body is not None
     with pytest.raises(CannotRead):
         wo.load_tree(second.body.tree)
+    with pytest.raises(NotPermitted, match="cannot read snapshot names"):
+        wo.snapshots.resolve("daily")
+    assert wo.snapshots.resolve(second.id[:8]).id == second.id
     reread = Repository.open(root, FULL)
     snaps = reread.snapshots.list()
     assert contents(reread, snaps[1]) == {"secret": b"s" * 5000, "new": b"n"}
