@@ -97,6 +97,9 @@ class StorageChecker:
 
     def _namespace(self, ns: str) -> None:
         count = 0
+        if not (self.root / ns).exists():  # a namespace newer than the repository: empty
+            self.report.counts[f"{_NAMES[ns]}s"] = 0
+            return
         for rel, prefix in self._dirs(ns):
             with os.scandir(self.root / rel) as it:
                 entries = sorted(it, key=lambda e: e.name)

@@ -73,3 +73,12 @@ def test_a_symlinked_namespace_stops_at_once(root: Path) -> None:
     (root / spec.NS_INDEX).symlink_to(root / "elsewhere")
     (line,) = problems(root)
     assert "symlink or not a directory" in line
+
+
+def test_a_repository_older_than_the_signed_namespaces(root: Path) -> None:
+    import shutil
+
+    for ns in (spec.NS_REMOVALS, spec.NS_CONDEMNED):
+        shutil.rmtree(root / ns)
+    report = check_storage(LocalStore(root))
+    assert report.intact and report.counts["removal records"] == 0
