@@ -120,3 +120,14 @@ def test_reading_a_namespace_sets_bad_records_aside(shm_dir: Path) -> None:
     (ghost,) = signed.ghosts(records)
     assert ghost.id == SID and ghost.head == HEAD and ghost.body is None
     assert signed.void(records) == frozenset()
+
+
+def test_the_format_page_states_the_constants() -> None:
+    text = (Path(__file__).resolve().parents[2] / "man" / "repofs-format.5.md").read_text()
+    assert '"repofs signed record v1"' in text
+    assert signed.SIGNATURE_CONTEXT == b"repofs signed record v1\x00"
+    for n in (signed.MAX_SIGNED, signed.MAX_REMOVED, signed.MAX_CONDEMNED):
+        assert str(n) in text
+    for word in ('"removal"', '"condemn"', '"admin"', "admin_public", "admin_private",
+                 "removals/", "condemned/"):
+        assert word in text
