@@ -71,7 +71,9 @@ class Chunker:
         while not eof:
             # Past the hint (a file growing while read, a /proc file of st_size 0), read
             # whole buffers again: one byte per read would re-chunk the carry for every byte.
-            want = READ_SIZE if left is None or left <= 0 else min(READ_SIZE, left + 1)
+            # An empty file asks for 1 byte (a 16 MiB buffer per empty file was most of
+            # the cost of trees of tiny files); only past the hint do whole buffers return.
+            want = READ_SIZE if left is None or left < 0 else min(READ_SIZE, left + 1)
             buf = bytearray(len(carry) + want)
             buf[: len(carry)] = carry
             have, eof = _fill(readinto, buf, len(carry))

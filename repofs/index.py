@@ -17,7 +17,7 @@ from repofs.errors import IntegrityError
 from repofs.pack import BlobEntry, entry_from_list
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Location:
     """A blob's place: which pack, and its entry there."""
 

@@ -36,14 +36,15 @@ def open_store(location: RepoLocation) -> WriterStore:
     """The store of an existing repository at ``location``."""
     if is_remote(location):
         return SshStore.open(parse_url(_remote(str(location))))
-    return LocalStore.open(Path(location))
+    # absolute: a mount daemon changes to / after it starts
+    return LocalStore.open(Path(location).absolute())
 
 
 def create_store(location: RepoLocation, config: bytes) -> WriterStore:
     """A new repository at ``location`` (an empty or missing directory), holding ``config``."""
     if is_remote(location):
         return SshStore.create(parse_url(_remote(str(location))), config)
-    return LocalStore.create(Path(location), config)
+    return LocalStore.create(Path(location).absolute(), config)
 
 
 __all__ = ["RepoLocation", "create_store", "is_remote", "open_store"]

@@ -41,7 +41,7 @@ def blob_aad(blob_type: int, blob_id: bytes) -> bytes:
     return b"blob" + bytes([blob_type]) + blob_id
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class BlobEntry:
     """Where a blob is inside its pack, as the trailer and the index record it."""
 
