@@ -95,8 +95,10 @@ def detach(serve: Serve, log_file: str | None) -> None:
 
 def _read_until_closed(fd: int, timeout: float) -> bytes:
     out = b""
+    poller = select.poll()  # not select(): it fails on fds above 1023
+    poller.register(fd, select.POLLIN)
     while True:
-        ready, _, _ = select.select([fd], [], [], timeout)
+        ready = poller.poll(timeout * 1000)
         if not ready:
             return b"the mount daemon did not become ready in time"
         data = os.read(fd, 4096)

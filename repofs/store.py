@@ -79,6 +79,21 @@ class LocalStore:
             return self.root / NS_DATA / name[:2]
         return self.root / namespace
 
+    def close(self) -> None:
+        """Close the object fds kept for range reads (also done when the store is freed)."""
+        with self._fd_lock:
+            for slot in self._fds.values():
+                slot[2] = True
+                if slot[1] == 0:
+                    os.close(slot[0])
+            self._fds.clear()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except (AttributeError, OSError):  # half-built, or at interpreter exit
+            pass
+
     def path(self, namespace: str, name: str) -> Path:
         return Path(self._path(namespace, name))
 
