@@ -27,7 +27,10 @@ fi
 stamp=.venv/.repofs-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/pip install -q --upgrade pip >/dev/null 2>&1 || true
-  .venv/bin/pip install -q -e '.[dev]' 2>&1 | grep -v "^WARNING: Location" || true
+  if ! .venv/bin/pip install -q -e '.[dev]' >.venv/install.log 2>&1; then
+    cat .venv/install.log >&2
+    exit 1
+  fi
   .venv/bin/python -c "import repofs, repofs_cli, pyfuse3, trio" # fail loudly if broken
   touch "$stamp"
 fi
