@@ -29,11 +29,13 @@ from repofs.envelope import HEADER_LEN, CannotRead
 from repofs.errors import IntegrityError
 from repofs.index import Location, decode_segment
 from repofs.model import DIR, FILE, Snapshot
-from repofs.pack import open_blob, read_trailer
+from repofs.pack import BlobEntry, open_blob, read_trailer
 from repofs.repository import Repository
 from repofs.snapshots import chain_errors, heads
 
-Place = tuple[bytes, int, int]  # blob id, blob type, offset in its pack
+# blob id, blob type, offset in its pack, nonce, length, raw length: an index entry that
+# differs from its pack's trailer in any of them is a lie, even at a real blob's offset
+Place = tuple[bytes, int, int, int, int, int]
 _MISSING_PACK = "missing, but an index segment lists blobs in it"
 
 
@@ -292,7 +294,7 @@ class Checker:
     def _read_packs(self) -> None:
         indexed: dict[str, set[Place]] = {}
         for pack, e in self.repo.index.entries():
-            indexed.setdefault(pack, set()).add((e.blob_id, e.blob_type, e.offset))
+            indexed.setdefault(pack, set()).add(_place(e))
         chosen = sorted(self._packs)
         if self.read_share < 1.0:  # a fresh random share each run: over runs, every pack
             want = math.ceil(len(chosen) * self.read_share) if self.read_share > 0 else 0
@@ -310,11 +312,12 @@ class Checker:
                 return
             except IntegrityError as e:
                 self._from(e)
-                self._bad_places.update((pack, off) for _, _, off in indexed.get(pack, ()))
+                self._bad_places.update((pack, p[2]) for p in indexed.get(pack, ()))
                 continue
-            for blob_id, blob_type, offset in indexed.get(pack, set()) - held:
+            for place in indexed.get(pack, set()) - held:
+                blob_id, blob_type, offset = place[:3]
                 self._bad_places.add((pack, offset))
-                if (blob_id, blob_type, offset) not in listed:  # else named as it failed
+                if place not in listed:  # else named as it failed
                     self.problem("index segment", f"entry {blob_id.hex()}",
                                  f"says pack {pack} holds a {spec.BLOB_NAMES[blob_type]} at "
                                  f"{offset}; the pack does not")
@@ -327,7 +330,7 @@ class Checker:
         listed: set[Place] = set()
         held: set[Place] = set()
         for e in read_trailer(cipher, data):
-            listed.add((e.blob_id, e.blob_type, e.offset))
+            listed.add(_place(e))
             name = spec.BLOB_NAMES[e.blob_type]
             try:
                 plain = open_blob(cipher, e, data[e.offset:e.offset + e.length])
@@ -337,8 +340,12 @@ class Checker:
             except IntegrityError as err:
                 self._from(err)
                 continue
-            held.add((e.blob_id, e.blob_type, e.offset))
+            held.add(_place(e))
         return listed, held
+
+
+def _place(e: BlobEntry) -> Place:
+    return (e.blob_id, e.blob_type, e.offset, e.nonce, e.length, e.raw_len)
 
 
 __all__ = ["CheckReport", "Checker", "Problem"]

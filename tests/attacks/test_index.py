@@ -77,6 +77,20 @@ def test_index_entries_pointing_nowhere(victim: Victim) -> None:
                for ln in lines), lines
 
 
+def test_an_entry_lying_only_about_sizes_at_a_real_blobs_place(victim: Victim) -> None:
+    """Right pack, offset and nonce, wrong sizes: still a lie, and check names it."""
+    repo = victim.client.attacker()
+    chunk = chunks_of(repo, victim.snaps[1])[0]
+    loc = repo.index.lookup(chunk, spec.BLOB_DATA)
+    e = loc.entry
+    segment_first(repo, [(loc.pack, [BlobEntry(chunk, spec.BLOB_DATA, e.nonce, e.offset,
+                                               e.length, e.raw_len + 1)])])
+    victim.restores_exactly(newest_only=True)
+    lines = check_lines(victim, "--read-data")
+    assert any(ln.startswith(f"index segment entry {chunk.hex()}") and loc.pack in ln
+               for ln in lines), lines
+
+
 def test_garbage_index_segments_block_nobody(victim: Victim) -> None:
     """Bytes that hash to their name but are no index segment, stored through serve:
     every command goes on with one warning; check names them."""
