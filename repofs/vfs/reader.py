@@ -158,11 +158,15 @@ class ChunkCache:
     def peek(self, chunk_id: bytes) -> bytes | None:
         """The chunk if cached; never blocks."""
         with self._lock:
-            data = self._data.get(chunk_id)
-            if data is not None:
-                self._data.move_to_end(chunk_id)
-                self.hits += 1
-            return data
+            return self._hit(chunk_id)
+
+    def _hit(self, chunk_id: bytes) -> bytes | None:
+        """A cached chunk, counted and marked recently used; the caller holds the lock."""
+        data = self._data.get(chunk_id)
+        if data is not None:
+            self._data.move_to_end(chunk_id)
+            self.hits += 1
+        return data
 
     def busy(self, chunk_id: bytes) -> bool:
         """Cached or being fetched: no need to start another fetch."""
@@ -172,10 +176,8 @@ class ChunkCache:
     def get(self, chunk_id: bytes, size: int) -> bytes:
         """The chunk, fetched (blocking) unless cached or already being fetched."""
         with self._lock:
-            data = self._data.get(chunk_id)
+            data = self._hit(chunk_id)
             if data is not None:
-                self._data.move_to_end(chunk_id)
-                self.hits += 1
                 return data
             pending = self._pending.get(chunk_id)
             owner = pending is None
