@@ -1,4 +1,4 @@
-"""chunker: keyed FastCDC over streams, identical to chunking the whole buffer."""
+"""chunker: keyed FastCDC 2020 over streams, identical to chunking the whole buffer."""
 
 from __future__ import annotations
 
@@ -9,12 +9,12 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import pytest
-from fastcdc.fastcdc_cy import fastcdc_cy
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pyfastcdc import FastCDC
 
 from repofs import chunker, spec
-from repofs.chunker import Chunker, permutation
+from repofs.chunker import Chunker, gear_seed, permutation
 
 # Small sizes (FastCDC's smallest legal ones, scaled x4) so that properties see many chunks.
 MIN, AVG, MAX = 256, 1024, 4096
@@ -112,13 +112,30 @@ def test_different_keys_give_different_boundaries(a: bytes, b: bytes, seed: int)
     assert small(a).boundaries(data) != small(b).boundaries(data)
 
 
+def lengths_of(cdc: FastCDC, data: bytes) -> list[int]:
+    return [c.length for c in cdc.cut_buf(data)]
+
+
 def test_keyed_boundaries_are_not_public_fastcdc() -> None:
     data = random_data(7, 256 * 1024)
-    public = [c.length for c in fastcdc_cy(data, MIN, AVG, MAX)]
-    assert small().boundaries(data) != public
-    # ...but exactly FastCDC on the permuted bytes
+    def cdc(seed: int) -> FastCDC:
+        return FastCDC(AVG, min_size=MIN, max_size=MAX, normalized_chunking=1, seed=seed)
     keyed = data.translate(permutation(KEY))
-    assert small().boundaries(data) == [c.length for c in fastcdc_cy(keyed, MIN, AVG, MAX)]
+    mine = small().boundaries(data)
+    assert mine != lengths_of(cdc(0), data)  # public FastCDC
+    assert mine != lengths_of(cdc(0), keyed)  # the permutation alone
+    assert mine != lengths_of(cdc(gear_seed(KEY)), data)  # the seed alone
+    # ...but exactly FastCDC 2020 with the secret seed on the permuted bytes
+    assert mine == lengths_of(cdc(gear_seed(KEY)), keyed)
+
+
+@given(keys32)
+def test_gear_seed_is_in_range_and_keyed(key: bytes) -> None:
+    seed = gear_seed(key)
+    assert 1 <= seed < 2**63  # pyfastcdc shifts it left by one into 64 bits
+    assert gear_seed(key) == seed
+    other = bytes([key[0] ^ 1]) + key[1:]
+    assert gear_seed(other) != seed
 
 
 def test_same_key_same_boundaries() -> None:
@@ -244,3 +261,50 @@ def test_default_sizes_over_several_real_buffers() -> None:
     assert all(spec.CHUNK_MIN <= n <= spec.CHUNK_MAX for n in lengths[:-1])
     assert (c.min_size, c.avg_size, c.max_size) == (spec.CHUNK_MIN, spec.CHUNK_AVG,
                                                     spec.CHUNK_MAX)
+
+
+def spec_cut(data: bytes, g: list[int], gl: list[int]) -> int:
+    """cut() of repofs-format(5), CHUNKING, written out line by line."""
+    n = len(data)
+    if n <= spec.CHUNK_MIN:
+        return n
+    end = min(n, spec.CHUNK_MAX)
+    center = spec.CHUNK_AVG if n >= spec.CHUNK_AVG else n
+    mask_s, mask_l, m64 = 0x0000D91767537000, 0x0000D91707537000, 2**64 - 1
+    h = 0
+    i = spec.CHUNK_MIN // 2 * 2
+    while i < center // 2 * 2:
+        h = ((h << 2) + gl[data[i]]) & m64
+        if h & (mask_s << 1) == 0:
+            return i
+        h = (h + g[data[i + 1]]) & m64
+        if h & mask_s == 0:
+            return i + 1
+        i += 2
+    while i < end // 2 * 2:
+        h = ((h << 2) + gl[data[i]]) & m64
+        if h & (mask_l << 1) == 0:
+            return i
+        h = (h + g[data[i + 1]]) & m64
+        if h & mask_l == 0:
+            return i + 1
+        i += 2
+    return end
+
+
+def test_boundaries_follow_the_format_spec() -> None:
+    """An independent reading of the spec's pseudo-code gives the same cuts (real sizes)."""
+    from pyfastcdc.py.constants import GEAR  # the public table the spec names
+
+    p, seed = permutation(KEY), gear_seed(KEY)
+    g = [GEAR[p[b]] ^ seed for b in range(256)]
+    gl = [((GEAR[p[b]] << 1) % 2**64) ^ (seed << 1) for b in range(256)]
+    # text-like bytes, then random: both loops of cut() and the MAX cut are reached
+    data = random.Random(11).randbytes(3 << 20) + bytes(5 << 20) + os.urandom(2 << 20)
+    want, pos = [], 0
+    while pos < len(data):
+        n = spec_cut(data[pos:pos + spec.CHUNK_MAX], g, gl)
+        want.append(n)
+        pos += n
+    assert Chunker(KEY).boundaries(data) == want
+    assert spec.CHUNK_MAX in want  # the run of zeros is cut at MAX
