@@ -241,3 +241,20 @@ def test_parts_of_a_file_read_back_in_order(repo: Repository) -> None:
     got = fresh.snapshots.read(snap.id)
     [e] = fresh.load_tree(got.body.tree)  # type: ignore[union-attr]
     assert b"".join(d for _, d, _ in fresh.iter_chunks(e) if d is not None) == data
+
+
+def test_small_blobs_in_batches_and_large_ones_interleaved(repo: Repository) -> None:
+    """Small blobs wait in batches while large ones go alone; all land, none twice."""
+    from repofs import session as session_mod
+
+    sizes = [10, session_mod._SMALL_BELOW - 1, session_mod._SMALL_BELOW, 200_000] * 150
+    blobs = [os.urandom(n) for n in sizes]
+    with WriteSession(repo, Codec()) as s:
+        ids = [s.add(spec.BLOB_DATA, b) for b in blobs]
+        ids += [s.add(spec.BLOB_DATA, b) for b in blobs[:50]]  # dedup within the session
+        s.flush()
+        assert s.stats.blobs_new == len(blobs)
+        assert s.stats.blobs_dedup == 50
+    fresh = reopened(repo)
+    for blob_id, b in zip(ids, blobs, strict=False):
+        assert fresh.read_blob(blob_id, spec.BLOB_DATA) == b
