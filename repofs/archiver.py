@@ -164,10 +164,11 @@ class Archiver:
                       size_hint: int | None = None) -> tuple[tuple[Part, ...], int]:
         parts = []
         size = 0
-        for chunk in self.chunker.chunks(stream.readinto, size_hint):  # type: ignore[attr-defined]
-            parts.append(Part(self.session.add(spec.BLOB_DATA, chunk), len(chunk)))
-            size += len(chunk)
-            self.stats.bytes_read += len(chunk)
+        chunks = self.chunker.chunks(stream.readinto, size_hint)  # type: ignore[attr-defined]
+        for blob_id, n in self.session.add_stream(spec.BLOB_DATA, chunks):
+            parts.append(Part(blob_id, n))
+            size += n
+            self.stats.bytes_read += n
             self._maybe_progress(b"")
         return tuple(parts), size
 
@@ -412,9 +413,10 @@ class Archiver:
                 remaining -= n
                 return n
 
-            for chunk in self.chunker.chunks(readinto, length):
-                parts.append(Part(self.session.add(spec.BLOB_DATA, chunk), len(chunk)))
-                self.stats.bytes_read += len(chunk)
+            chunks = self.chunker.chunks(readinto, length)
+            for blob_id, n in self.session.add_stream(spec.BLOB_DATA, chunks):
+                parts.append(Part(blob_id, n))
+                self.stats.bytes_read += n
             pos = off + length - remaining
         if pos < size:
             parts.append(Part(None, size - pos))

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import sys
 from collections import deque
+from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -28,7 +29,7 @@ from repofs.model import Snapshot, SnapshotBody
 from repofs.pack import BlobEntry, PackBuilder
 from repofs.repository import Repository
 
-_MAX_QUEUED = 16
+_MAX_QUEUED = 8
 _MAX_WRITES = 1
 # Workers release the GIL for every chunk they hash, compress or seal; with the
 # default 5 ms switch interval each of them then waits behind the walking thread
@@ -40,6 +41,7 @@ _SWITCH_INTERVAL = 0.001
 _SMALL_BELOW = 64 * 1024
 _BATCH_BYTES = 1024 * 1024
 _BATCH_BLOBS = 256
+_HASH_AHEAD = 4  # chunks of a stream hashed ahead of the caller
 
 
 @dataclass
@@ -69,6 +71,7 @@ class WriteSession:
         sys.setswitchinterval(min(sys.getswitchinterval(), _SWITCH_INTERVAL))
         self._cpu = ThreadPoolExecutor(2, thread_name_prefix="repofs-compress")
         self._io = ThreadPoolExecutor(1, thread_name_prefix="repofs-pack")
+        self._hash = ThreadPoolExecutor(1, thread_name_prefix="repofs-hash")
         # (id, type, raw length) of each blob of a job, and the job's (codec, payload)s
         self._queue: deque[tuple[list[tuple[bytes, int, int]],
                                  Future[list[tuple[int, bytes]]]]] = deque()
@@ -84,7 +87,27 @@ class WriteSession:
 
     def add(self, blob_type: int, data: bytes | memoryview) -> bytes:
         """Store a blob unless the repository has it; return its id."""
-        blob_id = self.repo.blob_id(data, blob_type)
+        return self._add(blob_type, data, self.repo.blob_id(data, blob_type))
+
+    def add_stream(self, blob_type: int,
+                   chunks: Iterable[memoryview]) -> Iterator[tuple[bytes, int]]:
+        """Store a stream's chunks in order; yield (id, length) of each.
+
+        Each chunk is hashed in a worker thread (BLAKE3 releases the GIL) while the
+        caller reads and chunks the next ones: hashing in the caller's thread kept
+        one core waiting on the other for every large file.
+        """
+        pending: deque[tuple[memoryview, Future[bytes]]] = deque()
+        for data in chunks:
+            pending.append((data, self._hash.submit(self.repo.blob_id, data, blob_type)))
+            if len(pending) > _HASH_AHEAD:
+                data, fut = pending.popleft()
+                yield self._add(blob_type, data, fut.result()), len(data)
+        while pending:
+            data, fut = pending.popleft()
+            yield self._add(blob_type, data, fut.result()), len(data)
+
+    def _add(self, blob_type: int, data: bytes | memoryview, blob_id: bytes) -> bytes:
         if self.known(blob_id, blob_type):  # by type: a chunk never stands in for a tree
             self.stats.blobs_dedup += 1
             return blob_id
@@ -211,6 +234,7 @@ class WriteSession:
             fut.cancel()
         self._cpu.shutdown(wait=True, cancel_futures=True)
         self._io.shutdown(wait=True, cancel_futures=True)
+        self._hash.shutdown(wait=True, cancel_futures=True)
 
     def __enter__(self) -> WriteSession:
         return self

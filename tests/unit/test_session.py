@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -258,3 +259,22 @@ def test_small_blobs_in_batches_and_large_ones_interleaved(repo: Repository) -> 
     fresh = reopened(repo)
     for blob_id, b in zip(ids, blobs, strict=False):
         assert fresh.read_blob(blob_id, spec.BLOB_DATA) == b
+
+
+def test_add_stream_keeps_order_and_passes_errors_on(repo: Repository) -> None:
+    blobs = [os.urandom(1000 + i) for i in range(20)] * 2  # the second half deduplicates
+    with WriteSession(repo, Codec()) as s:
+        got = list(s.add_stream(spec.BLOB_DATA, (memoryview(b) for b in blobs)))
+        assert got == [(repo.blob_id(b, spec.BLOB_DATA), len(b)) for b in blobs]
+        assert (s.stats.blobs_new, s.stats.blobs_dedup) == (20, 20)
+
+        def failing() -> Iterator[memoryview]:
+            yield memoryview(b"first")
+            raise OSError(5, "read error")
+
+        with pytest.raises(OSError, match="read error"):
+            list(s.add_stream(spec.BLOB_DATA, failing()))
+        s.flush()
+    fresh = reopened(repo)
+    for blob_id, _ in got:
+        fresh.read_blob(blob_id, spec.BLOB_DATA)
