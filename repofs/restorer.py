@@ -27,7 +27,9 @@ from repofs.model import BLOCK, CHAR, DIR, FIFO, FILE, SYMLINK, Entry, Part
 from repofs.patterns import PatternSet
 from repofs.repository import Repository
 
-_PREFETCH_MIN = 64 * 1024  # smaller chunks are read by the writing thread itself
+_SMALL = 64 * 1024  # smaller chunks are fetched in batches: one hand-off per batch
+_BATCH_BYTES = 1024 * 1024
+_BATCH_CHUNKS = 128
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
@@ -53,8 +55,9 @@ class _Prefetch:
     AES-GCM and zstd release the GIL, so while the main thread writes one file
     the next files' chunks are being fetched. Chunks are queued in the order
     the restore will ask for them; at most ``window`` bytes are in flight.
-    Small chunks are read by the writer itself: handing them to a thread costs
-    more than reading them.
+    Small chunks go in batches (one job reads many): a hand-off per chunk cost
+    more than reading it, and reading them in the writing thread left a tree of
+    small files to one core.
     """
 
     def __init__(self, repo: Repository, window: int = 64 * 1024 * 1024) -> None:
@@ -62,7 +65,9 @@ class _Prefetch:
         self.window = window
         self.inflight = 0
         self._pool = ThreadPoolExecutor(2, thread_name_prefix="repofs-restore")
-        self._queue: deque[tuple[int, bytes, int, Future[bytes]]] = deque()
+        # (file, chunk id, size, the job fetching it, the chunk's place in the job)
+        self._queue: deque[tuple[int, bytes, int, Future[list[bytes | RepofsError]], int]] = \
+            deque()
         self._todo: deque[tuple[int, bytes, int]] = deque()
         self._planned: Counter[int] = Counter()  # file -> its chunks queued or to do
 
@@ -70,19 +75,37 @@ class _Prefetch:
         """Queue the chunks of these files (in restore order) behind what is queued."""
         for e in files:
             for p in e.parts:
-                if p.chunk_id is not None and p.size >= _PREFETCH_MIN:
+                if p.chunk_id is not None:
                     self._todo.append((id(e), p.chunk_id, p.size))
                     self._planned[id(e)] += 1
         self._fill()
 
     def _fill(self) -> None:
         while self._todo and self.inflight < self.window:
-            key, chunk_id, size = self._todo.popleft()
-            fut = self._pool.submit(self.repo.read_blob, chunk_id, spec.BLOB_DATA)
-            self._queue.append((key, chunk_id, size, fut))
-            self.inflight += size
+            job = [self._todo.popleft()]
+            if job[0][2] < _SMALL:
+                size = job[0][2]
+                while (self._todo and self._todo[0][2] < _SMALL and len(job) < _BATCH_CHUNKS
+                       and size < _BATCH_BYTES):
+                    job.append(self._todo.popleft())
+                    size += job[-1][2]
+            fut = self._pool.submit(self._read, [chunk_id for _, chunk_id, _ in job])
+            for i, (key, chunk_id, size) in enumerate(job):
+                self._queue.append((key, chunk_id, size, fut, i))
+                self.inflight += size
 
-    def _take(self) -> tuple[int, bytes, int, Future[bytes]]:
+    def _read(self, chunk_ids: list[bytes]) -> list[bytes | RepofsError]:
+        """Each chunk of a batch, or the error of that chunk alone: a damaged chunk
+        fails the file that needs it, not the files batched with it."""
+        out: list[bytes | RepofsError] = []
+        for c in chunk_ids:
+            try:
+                out.append(self.repo.read_blob(c, spec.BLOB_DATA))
+            except RepofsError as e:
+                out.append(e)
+        return out
+
+    def _take(self) -> tuple[int, bytes, int, Future[list[bytes | RepofsError]], int]:
         item = self._queue.popleft()
         self.inflight -= item[2]
         self._planned[item[0]] -= 1
@@ -97,11 +120,14 @@ class _Prefetch:
                     self._fill()
                 if not self._queue or self._queue[0][0] == key:
                     break
-                self._take()[3].cancel()  # queued for a file before e that was skipped
+                self._take()  # queued for a file before e that was skipped
             if self._queue and self._queue[0][1] == chunk_id:
-                fut = self._take()[3]
+                _, _, _, fut, i = self._take()
                 self._fill()
-                return fut.result()
+                data = fut.result()[i]
+                if isinstance(data, RepofsError):
+                    raise data
+                return data
         return self.repo.read_blob(chunk_id, spec.BLOB_DATA)
 
     def close(self) -> None:

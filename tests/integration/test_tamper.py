@@ -29,7 +29,7 @@ import pytest
 from repofs import crypto, keys, spec
 from repofs.repository import Repository
 
-from .harness import PASSPHRASE, Cli, Result, write_random
+from .harness import PASSPHRASE, Cli, Result, under, write_random
 
 OTHER_PASSPHRASE = "the passphrase of the second key file"
 MiB = 1 << 20
@@ -319,3 +319,30 @@ def test_wrong_passphrase_is_one_clear_line(pristine: Pristine) -> None:
     # the second key file opens with its own passphrase
     other = Cli(plain.repo, pristine.base / "other-cache", passphrase=OTHER_PASSPHRASE)
     assert [s["id"] for s in other.snapshots()] == pristine.snaps
+
+
+def test_a_damaged_small_chunk_fails_only_its_own_file(shm_dir: Path) -> None:
+    """Small chunks are fetched in batches: a damaged one must fail the file that needs it,
+    named, while the files before it (fetched in the same batch) are restored exactly."""
+    src = shm_dir / "src"
+    src.mkdir()
+    for name in ("a.txt", "b.txt", "c.txt"):
+        (src / name).write_bytes(name.encode() * 500 + os.urandom(100))
+    cli = Cli(shm_dir / "repo", shm_dir / "cache")
+    cli.init()
+    snap = cli.create(src)["snapshot"]
+    repo = Repository.open(cli.repo, PASSPHRASE.encode())
+    body = repo.snapshots.read(snap).body
+    assert body is not None
+    entry = repo.lookup_path(body.tree, os.fsencode(src / "b.txt"))
+    chunk = entry.parts[0].chunk_id
+    assert chunk is not None
+    loc = repo.index.lookup(chunk, spec.BLOB_DATA)
+    flip(Obj(repo.store.path(spec.NS_DATA, loc.pack), loc.pack,
+             (loc.entry.offset, loc.entry.length)))
+    target = shm_dir / "target"
+    r = cli.run("restore", snap, "--target", target, expect=2)
+    assert loc.pack in r.err and "corrupt or tampered" in r.err, r
+    restored = under(target, src)
+    assert (restored / "a.txt").read_bytes() == (src / "a.txt").read_bytes()
+    assert not (restored / "b.txt").exists()
