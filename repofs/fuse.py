@@ -3,12 +3,20 @@
 The only module that imports pyfuse3 and trio, and the only async one. Only
 FUSEError leaves a handler: an OSError keeps its errno; a repository error
 (corrupt or tampered data) becomes EIO and a log line naming the object,
-never zeros; anything else EIO and a traceback. Work that may block on the
-repository (a lookup or opendir that loads a tree, a read that fetches
-chunks) runs in worker threads, so one slow request does not stall the
-others; reads fetch the chunks they need in parallel and start fetching the
-next ones of a sequential reader. Content never changes: the kernel keeps
-entries, attributes and pages for long (``keep_cache``).
+never zeros; anything else EIO and a traceback.
+
+Requests are answered in the event loop's thread whenever the answer is in
+memory (a loaded tree, cached chunks): a hand-off to a worker thread and back
+costs more than most answers, and tar through the mount is a chain of such
+round trips, one file after the other. Only work that must read the
+repository (a lookup or opendir that loads a tree, a read of chunks not
+fetched yet) goes to worker threads, so one slow request does not stall the
+others; such a read fetches its chunks in parallel. Chunks are fetched
+ahead of readers by the vfs's own threads (``vfs.ahead``): the next chunks of
+a sequential reader, and the files a tree walker (tar, cp -a, rsync) opens
+next, which are handed to the kernel's page cache when opened, so reading
+them takes no round trip. Content never changes: the kernel keeps entries,
+attributes and pages for long (``keep_cache``).
 
 Also here: the mount options (read-only, ``default_permissions``, and
 ``nosuid,nodev`` for root) and SIGINT/SIGTERM (unmount and exit); running
@@ -32,11 +40,11 @@ import trio
 
 from repofs import daemon
 from repofs.errors import MountFailed, RepofsError
-from repofs.vfs import Attr, SnapshotFS
+from repofs.vfs import Attr, SnapshotFS, WouldBlock
 
 log = logging.getLogger("repofs.mount")
 _THREADS = 16  # blocking requests served at once
-_AHEAD = 8  # chunks fetched ahead of sequential readers at once
+_STORE_LIMIT = 1 << 20  # files up to this size are handed to the page cache when opened
 
 
 @dataclass(frozen=True)
@@ -106,10 +114,7 @@ class _Ops(pyfuse3.Operations):
         self.fs = fs
         self._ready = ready
         self._limiter = trio.CapacityLimiter(_THREADS)
-        self._ahead_limiter = trio.CapacityLimiter(_AHEAD)
-        self._ahead = 0
         self._store = True  # notify_store works (the kernel may refuse it)
-        self.nursery: trio.Nursery | None = None
 
     def init(self) -> None:
         if self._ready is not None:  # the kernel's INIT is answered: requests are served
@@ -120,8 +125,11 @@ class _Ops(pyfuse3.Operations):
     async def lookup(self, parent_inode: int, name: bytes,
                      ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
         with _errors("lookup"):
-            ino, attr = await trio.to_thread.run_sync(self.fs.lookup, parent_inode, name,
-                                                      limiter=self._limiter)
+            try:
+                ino, attr = self.fs.lookup(parent_inode, name, block=False)
+            except WouldBlock:
+                ino, attr = await trio.to_thread.run_sync(self.fs.lookup, parent_inode, name,
+                                                          limiter=self._limiter)
             return _entry(ino, attr)
 
     async def forget(self, inode_list: Sequence[tuple[int, int]]) -> None:
@@ -159,7 +167,11 @@ class _Ops(pyfuse3.Operations):
     # -- directories ------------------------------------------------------------------
     async def opendir(self, inode: int, ctx: pyfuse3.RequestContext) -> int:
         with _errors("opendir"):
-            return await trio.to_thread.run_sync(self.fs.opendir, inode, limiter=self._limiter)
+            try:
+                return self.fs.opendir(inode, block=False)
+            except WouldBlock:
+                return await trio.to_thread.run_sync(self.fs.opendir, inode,
+                                                     limiter=self._limiter)
 
     async def readdir(self, fh: int, start_id: int, token: pyfuse3.ReaddirToken) -> None:
         def reply(name: bytes, ino: int, attr: Attr, next_id: int) -> bool:
@@ -176,17 +188,15 @@ class _Ops(pyfuse3.Operations):
     async def open(self, inode: int, flags: int, ctx: pyfuse3.RequestContext) -> pyfuse3.FileInfo:
         with _errors("open"):
             fh = self.fs.open(inode, flags)
-            data = self.fs.cached_content(fh) if self._store else None
+            data = self.fs.cached_content(fh, _STORE_LIMIT) if self._store else None
             if data is not None:
-                # fetched ahead while its directory is read in order: hand it to the page
-                # cache now, and the reader's reads need no round trips
+                # fetched ahead of a tree walker: hand it to the page cache now, and its
+                # reads need no round trips
                 try:
                     pyfuse3.notify_store(inode, 0, cast(bytes, data))  # takes any buffer
                 except OSError as e:
                     log.info("the kernel refuses data ahead of reads (%s)", e)
                     self._store = False
-                else:
-                    self._follow(fh)
             return pyfuse3.FileInfo(fh=fh, keep_cache=True)
 
     async def release(self, fh: int) -> None:
@@ -205,9 +215,6 @@ class _Ops(pyfuse3.Operations):
                     missing.append((cid, n))
                 else:
                     chunks[cid] = data
-            self._read_ahead(plan.ahead)
-            if plan.first:
-                self._follow(fh)
             if missing:
                 failed: list[tuple[bytes, Exception]] = []
                 async with trio.open_nursery() as nursery:
@@ -219,7 +226,9 @@ class _Ops(pyfuse3.Operations):
                         log.error("read of %s: chunk %s: %s", plan.label, cid.hex(), e)
                         raise pyfuse3.FUSEError(errno.EIO)
                     raise e
-            return plan.assemble(chunks)
+            out = plan.assemble(chunks)
+            self.fs.done_reading(plan)
+            return out
 
     async def _fetch(self, cid: bytes, n: int, out: dict[bytes, bytes],
                      failed: list[tuple[bytes, Exception]]) -> None:
@@ -228,36 +237,6 @@ class _Ops(pyfuse3.Operations):
                                                      limiter=self._limiter)
         except Exception as e:
             failed.append((cid, e))
-
-    def _read_ahead(self, ahead: list[tuple[bytes, int]]) -> None:
-        for cid, n in ahead:
-            if self.nursery is None or self._ahead >= _AHEAD:
-                return
-            if not self.fs.cache.busy(cid):
-                self._ahead += 1
-                self.nursery.start_soon(self._prefetch, cid, n)
-
-    def _follow(self, fh: int) -> None:
-        """Fetch the first chunks of the files after this one in its directory."""
-        if self.nursery is not None:
-            self.nursery.start_soon(self._prefetch_following, fh)
-
-    async def _prefetch_following(self, fh: int) -> None:
-        try:
-            chunks = await trio.to_thread.run_sync(self.fs.following_chunks, fh,
-                                                   limiter=self._ahead_limiter)
-        except Exception as e:
-            log.debug("looking ahead of an open file failed: %s", e)
-            return
-        self._read_ahead(chunks)
-
-    async def _prefetch(self, cid: bytes, n: int) -> None:
-        try:
-            await trio.to_thread.run_sync(self.fs.cache.get, cid, n, limiter=self._ahead_limiter)
-        except Exception as e:  # the read that needs the chunk fetches it again and reports
-            log.debug("read-ahead of chunk %s failed: %s", cid.hex(), e)
-        finally:
-            self._ahead -= 1
 
     # -- everything that would write: a read-only file system -------------------------
     async def setattr(self, inode: int, attr: pyfuse3.EntryAttributes,
@@ -318,7 +297,6 @@ async def _on_signals() -> None:
 
 async def _serve(ops: _Ops) -> None:
     async with trio.open_nursery() as nursery:
-        ops.nursery = nursery
         nursery.start_soon(_on_signals)
         await pyfuse3.main()
         nursery.cancel_scope.cancel()
@@ -336,6 +314,7 @@ def _serve_at(fs: SnapshotFS, mountpoint: str, config: MountConfig,
     try:
         trio.run(_serve, ops)
     finally:
+        fs.close()
         pyfuse3.close(unmount=daemon.mount_type(mountpoint) is not None)
     log.info("unmounted %s", mountpoint)
 

@@ -11,23 +11,30 @@ Methods may be called from several threads at once; the inode table has its
 own lock (``inodes``), never held while the repository is read. Errors are
 OSError with the errno the caller should see; errors of the repository
 (IntegrityError: corrupt or tampered) pass through unchanged.
+
+Lookups and listings take ``block=False`` from a caller that must not wait
+for the repository (the FUSE adapter's event loop): the answer comes from
+memory when the directory's tree is loaded, else WouldBlock says to ask
+again from a thread that may wait. Both ways run the same code, so the
+answers are the same. Reads are fetched ahead of readers (``ahead``).
 """
 
 from __future__ import annotations
 
-import bisect
 import errno
 import itertools
 import logging
 import os
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
 from repofs import spec
 from repofs.model import DIR, FILE, SYMLINK, Entry, Snapshot
+from repofs.vfs.ahead import ReadAhead
 from repofs.vfs.history import HistoryView, find
 from repofs.vfs.inodes import ROOT, InodeTable
 from repofs.vfs.layout import Layout, contexts
@@ -43,9 +50,10 @@ from repofs.vfs.nodes import (
     layout_attr,
     stored_attr,
 )
-from repofs.vfs.reader import CACHE_BYTES, ChunkCache, OpenFile, ReadPlan, first_chunks
+from repofs.vfs.reader import CACHE_BYTES, ChunkCache, OpenFile, ReadPlan
 
 REFRESH_SECONDS = 3.0
+TREES = 512  # loaded trees kept, so lookups and listings in them need no repository read
 _ACL_XATTRS = (b"system.posix_acl_access", b"system.posix_acl_default")
 log = logging.getLogger(__name__)
 
@@ -86,6 +94,23 @@ class _DirHandle:
         return self.items[i]
 
 
+class WouldBlock(Exception):
+    """The answer needs a repository read, and the caller said it must not wait."""
+
+
+class _Label:
+    """An open file's name for log lines, worked out only when one is written: walking
+    up the inode table at every open would cost more than the open."""
+
+    __slots__ = ("_ino", "_path", "_snapshot")
+
+    def __init__(self, path: Callable[[int], str], ino: int, snapshot: str) -> None:
+        self._path, self._ino, self._snapshot = path, ino, snapshot
+
+    def __str__(self) -> str:
+        return f"{self._path(self._ino)} (snapshot {self._snapshot})"
+
+
 @dataclass(frozen=True)
 class FsStats:
     inodes: int
@@ -102,6 +127,9 @@ class SnapshotFS:
         self._source = source
         self.view = view or Presentation()
         self.cache = ChunkCache(lambda cid: source.read_blob(cid, spec.BLOB_DATA), cache_bytes)
+        self._trees: OrderedDict[bytes, list[Entry]] = OrderedDict()
+        self._trees_lock = threading.Lock()
+        self.ahead = ReadAhead(self.cache, self.load_tree)
         self._history = HistoryView(source, self.view)
         self._refresh_seconds, self._clock = refresh_seconds, clock
         self._lock = threading.Lock()  # guards the open handles
@@ -165,19 +193,39 @@ class SnapshotFS:
         return self._inodes.attr(ino)
 
     # -- directories ------------------------------------------------------------------
-    def _tree(self, s: Spec) -> list[Entry]:
+    def load_tree(self, tree_id: bytes, block: bool = True) -> list[Entry]:
+        """A tree, from memory if loaded lately (else WouldBlock unless ``block``)."""
+        with self._trees_lock:
+            t = self._trees.get(tree_id)
+            if t is not None:
+                self._trees.move_to_end(tree_id)
+                return t
+        if not block:
+            raise WouldBlock
+        t = self._source.load_tree(tree_id)
+        with self._trees_lock:
+            self._trees[tree_id] = t
+            while len(self._trees) > TREES:
+                self._trees.popitem(last=False)
+        return t
+
+    def _tree(self, s: Spec, block: bool = True) -> list[Entry]:
         if not isinstance(s, Stored) or s.entry.type != DIR or s.entry.subtree is None:
             raise NotADirectoryError(errno.ENOTDIR, "not a directory")
-        return self._source.load_tree(s.entry.subtree)
+        return self.load_tree(s.entry.subtree, block)
 
-    def lookup(self, parent: int, name: bytes) -> tuple[int, Attr]:
-        """Find ``name`` in directory ``parent``; the kernel now holds one more reference."""
+    def lookup(self, parent: int, name: bytes, block: bool = True) -> tuple[int, Attr]:
+        """Find ``name`` in directory ``parent``; the kernel now holds one more reference.
+        Only names in stored directories are found without blocking (the layout and
+        history may list snapshots or load many trees)."""
         pspec = self._inodes.spec(parent)
         child: Spec | None
         attr = None
         if isinstance(pspec, Stored):
-            e = find(self._tree(pspec), name)
+            e = find(self._tree(pspec, block), name)
             child = Stored(pspec.ctx, e) if e is not None else None
+        elif not block:
+            raise WouldBlock
         elif isinstance(pspec, Virtual):
             child = self.refresh().child(pspec.path, name)
         elif isinstance(pspec, History):
@@ -191,10 +239,12 @@ class SnapshotFS:
             raise FileNotFoundError(errno.ENOENT, "no such entry")
         return self._inodes.take(parent, name, child, attr)
 
-    def opendir(self, ino: int) -> int:
+    def opendir(self, ino: int, block: bool = True) -> int:
         s = self._inodes.spec(ino)
         if isinstance(s, Stored):
-            h = _DirHandle(ino, [], s, self._tree(s))
+            h = _DirHandle(ino, [], s, self._tree(s, block))
+        elif not block:
+            raise WouldBlock
         elif isinstance(s, Virtual):
             h = _DirHandle(ino, [(n, c, None) for n, c in self.refresh().listing(s.path)])
         elif isinstance(s, History):
@@ -262,34 +312,44 @@ class SnapshotFS:
         s = self._inodes.spec(ino)
         if not isinstance(s, Stored) or s.entry.type != FILE:
             raise IsADirectoryError(errno.EISDIR, "not a regular file")
-        found = self._inodes.parent(ino)
-        origin = None
-        if found is not None and isinstance(found[0], Stored) and found[0].entry.subtree:
-            origin = (found[0].entry.subtree, found[1])
-        f = OpenFile(s.entry, f"{self._inodes.path(ino)} (snapshot {s.ctx.id})", origin)
+        f = OpenFile(s.entry, _Label(self._inodes.path, ino, s.ctx.id))
         with self._lock:
             fh = next(self._handles)
             self._files[fh] = f
+        found = self._inodes.parent(ino)
+        if found is not None and isinstance(found[0], Stored) and found[0].entry.subtree:
+            # tar, cp -a and rsync open the files that follow next
+            self.ahead.opened((found[0].entry.subtree, found[1]), lambda: self.place(ino))
         return fh
 
-    def following_chunks(self, fh: int) -> list[tuple[bytes, int]]:
-        """First chunks of the files after this one in its directory (may load the tree):
-        a reader going through a directory file by file will want them next."""
-        with self._lock:
-            f = self._files.get(fh)
-        if f is None or f.origin is None:
-            return []
-        entries = self._source.load_tree(f.origin[0])
-        i = bisect.bisect_left(entries, f.origin[1], key=lambda e: e.name)
-        return first_chunks(entries, i)
+    def place(self, ino: int) -> list[tuple[bytes, bytes]]:
+        """Where a stored entry is: (tree id of its directory, its name there), then the same
+        for that directory, up to the snapshot's root; empty for a hardlinked file, which
+        has no single place. Never reads the repository."""
+        out = []
+        for spec_, name in self._inodes.ancestry(ino):
+            if not isinstance(spec_, Stored) or spec_.entry.subtree is None:
+                break
+            out.append((spec_.entry.subtree, name))
+        return out
 
     def release(self, fh: int) -> None:
         with self._lock:
             self._files.pop(fh, None)
 
     def plan_read(self, fh: int, offset: int, size: int) -> ReadPlan:
-        """Which chunks a read needs; fetching them is the caller's (``read`` does it)."""
-        return self._files[fh].plan(offset, size)
+        """Which chunks a read needs; fetching them is the caller's (``read`` does it).
+        The chunks a sequential reader will want next are fetched ahead from here."""
+        plan = self._files[fh].plan(offset, size)
+        if plan.ahead:
+            self.ahead.chunks(plan.ahead)
+        return plan
+
+    def done_reading(self, plan: ReadPlan) -> None:
+        """The read is answered: chunks a sequential reader has passed go first from the
+        cache, before chunks fetched ahead for other files."""
+        if plan.passed:
+            self.cache.demote(plan.passed)
 
     def cached_content(self, fh: int, limit: int = 1 << 20) -> bytes | memoryview | None:
         """The whole file if it is at most ``limit`` bytes and its chunks are all cached
@@ -311,10 +371,16 @@ class SnapshotFS:
     def read(self, fh: int, offset: int, size: int) -> bytes | memoryview:
         """Read with blocking fetches, one chunk after the other."""
         plan = self.plan_read(fh, offset, size)
-        return plan.assemble({cid: self.cache.get(cid, n) for cid, n in plan.needed()})
+        data = plan.assemble({cid: self.cache.get(cid, n) for cid, n in plan.needed()})
+        self.done_reading(plan)
+        return data
+
+    def close(self) -> None:
+        """Stop fetching ahead (the mount is going away)."""
+        self.ahead.close()
 
     def statfs(self) -> FsStats:
         return FsStats(inodes=len(self._inodes))
 
 
-__all__ = ["LONG_TTL", "ROOT", "FsStats", "SnapshotFS", "Source"]
+__all__ = ["LONG_TTL", "ROOT", "FsStats", "SnapshotFS", "Source", "WouldBlock"]

@@ -128,6 +128,21 @@ class InodeTable:
                 return None
             return parent.spec, node.key[1]
 
+    def ancestry(self, ino: int) -> list[tuple[Spec, bytes]]:
+        """The directory ``ino`` was found in and its name there, then the same for that
+        directory, and so on as far as the keys go (not through hardlinks)."""
+        out: list[tuple[Spec, bytes]] = []
+        with self._lock:
+            node = self._nodes.get(ino)
+            while node is not None and len(node.key) == 2 and isinstance(node.key[1], bytes) \
+                    and isinstance(node.key[0], int):
+                parent = self._nodes.get(node.key[0])
+                if parent is None:
+                    break
+                out.append((parent.spec, node.key[1]))
+                node = parent
+        return out
+
     def path(self, ino: int) -> str:
         """Where an inode was found, for log lines (from the keys, as far as they go)."""
         names: list[bytes] = []

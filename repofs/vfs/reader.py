@@ -39,10 +39,10 @@ class Piece:
 class ReadPlan:
     """What one read needs: its pieces in order, and the chunks likely to be read next."""
 
-    label: str
+    label: object  # str() of it names the file, for log lines
     pieces: list[Piece] = field(default_factory=list)
     ahead: list[tuple[bytes, int]] = field(default_factory=list)
-    first: bool = False  # the first read of this open file: time to look at the next files
+    passed: list[bytes] = field(default_factory=list)  # chunks a sequential reader is done with
 
     def needed(self) -> list[tuple[bytes, int]]:
         """Distinct (chunk id, size) pairs, in file order."""
@@ -67,21 +67,13 @@ class ReadPlan:
 
 
 class OpenFile:
-    """An open file: its parts with their offsets, and where the last read ended.
+    """An open file: its parts with their offsets, and where the last read ended."""
 
-    ``origin`` (the directory's tree id and the file's name) lets a reader find
-    the files that follow it: tar, cp and rsync read a directory's files in
-    order, so their first chunks are worth fetching ahead.
-    """
-
-    def __init__(self, entry: Entry, label: str,
-                 origin: tuple[bytes, bytes] | None = None) -> None:
+    def __init__(self, entry: Entry, label: object) -> None:
         self.entry = entry
         self.label = label
-        self.origin = origin
         self.offsets = list(itertools.accumulate((p.size for p in entry.parts), initial=0))
         self._next = 0
-        self._started = False
 
     def pieces(self, offset: int, size: int) -> tuple[list[Piece], int]:
         """The pieces of ``[offset, offset + size)``, and the index of the part after them."""
@@ -100,12 +92,13 @@ class OpenFile:
         return out, i
 
     def plan(self, offset: int, size: int) -> ReadPlan:
-        plan = ReadPlan(self.label, first=not self._started)
-        self._started = True
+        plan = ReadPlan(self.label)
         plan.pieces, i = self.pieces(offset, size)
         if not plan.pieces:
             return plan
         if offset == self._next:  # sequential: the next chunks will be wanted soon
+            plan.passed = [p.chunk_id for p in plan.pieces
+                           if p.chunk_id is not None and p.end == p.size]
             parts = self.entry.parts
             budget = READAHEAD_BYTES
             while i < len(parts) and budget > 0:
@@ -116,21 +109,6 @@ class OpenFile:
                 i += 1
         self._next = offset + sum(p.end - p.start for p in plan.pieces)
         return plan
-
-
-def first_chunks(entries: list[Entry], after: int, max_files: int = 32,
-                 max_bytes: int = READAHEAD_BYTES) -> list[tuple[bytes, int]]:
-    """The first chunk of each file following ``entries[after]``, within the budgets."""
-    out: list[tuple[bytes, int]] = []
-    for e in entries[after + 1 : after + 1 + max_files]:
-        for p in e.parts:
-            if p.chunk_id is not None:
-                out.append((p.chunk_id, p.size))
-                max_bytes -= p.size
-                break
-        if max_bytes <= 0:
-            break
-    return out
 
 
 class _Pending:
@@ -167,6 +145,14 @@ class ChunkCache:
             self._data.move_to_end(chunk_id)
             self.hits += 1
         return data
+
+    def demote(self, chunk_ids: list[bytes]) -> None:
+        """Make these the first to go: a sequential reader is past them, and a large file
+        read once should not push out what was fetched ahead for other files."""
+        with self._lock:
+            for cid in chunk_ids:
+                if cid in self._data:
+                    self._data.move_to_end(cid, last=False)
 
     def busy(self, chunk_id: bytes) -> bool:
         """Cached or being fetched: no need to start another fetch."""

@@ -13,6 +13,7 @@ import stat
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 
 import pytest
 from hypothesis import given, settings
@@ -31,7 +32,8 @@ from repofs.model import (
     SnapshotBody,
     SnapshotHead,
 )
-from repofs.vfs import ROOT, Attr, ChunkCache, Presentation, SnapshotFS
+from repofs.vfs import ROOT, Attr, ChunkCache, Presentation, SnapshotFS, WouldBlock
+from repofs.vfs.ahead import files_after
 from repofs.vfs.layout import contexts, local_time
 from repofs.vfs.reader import OpenFile
 
@@ -380,14 +382,101 @@ def test_sequential_reads_ask_for_the_next_chunks(repo: FakeRepo) -> None:
     assert not f.plan(400, 10).ahead  # a jump: no read-ahead
 
 
-def test_opening_a_file_points_at_the_next_files_of_its_directory(repo: FakeRepo) -> None:
-    files = [file(repo, b"f%d" % i, b"data %d" % i) for i in range(5)]
-    s = repo.snapshot([*files, directory(repo, b"sub", [])])
+def _tree_repo(repo: FakeRepo) -> tuple[Snapshot, list[bytes]]:
+    """a/{empty, f1, f2, sub/{g1, g2}}, b/{h1}, and its files in the order tar opens them."""
+    sub = directory(repo, b"sub", [file(repo, b"g1", b"g one"), file(repo, b"g2", b"g two")])
+    a = directory(repo, b"a", [file(repo, b"f1", b"f one"), sub, file(repo, b"f2", b"f two"),
+                               file(repo, b"empty", b"")])
+    b = directory(repo, b"b", [file(repo, b"h1", b"h one")])
+    return repo.snapshot([a, b]), [b"a/empty", b"a/f1", b"a/f2", b"a/sub/g1", b"a/sub/g2", b"b/h1"]
+
+
+def test_the_walk_ahead_meets_files_in_the_order_tar_opens_them(repo: FakeRepo) -> None:
+    s, _ = _tree_repo(repo)
     fs = SnapshotFS(repo, snapshot=s)
-    fh = fs.open(fs.lookup(ROOT, b"f1")[0], 0)
-    want = [(p.chunk_id, p.size) for f in files[2:] for p in f.parts]
-    assert fs.following_chunks(fh) == want  # tar, cp and rsync read them next
-    assert fs.plan_read(fh, 0, 10).first and not fs.plan_read(fh, 0, 10).first
+    f1, _ = walk(fs, b"a", b"f1")
+    after = [e.name for _, e in files_after(fs.load_tree, fs.place(f1))]
+    assert after == [b"f2", b"g1", b"g2", b"h1"]  # depth first, in readdir (name) order
+    g2, _ = walk(fs, b"a", b"sub", b"g2")
+    assert [e.name for _, e in files_after(fs.load_tree, fs.place(g2))] == [b"h1"]
+
+
+def _wait_for(cond: Callable[[], bool]) -> None:
+    """Wait for the read-ahead threads (no timing is asserted: the limit only ends a hang)."""
+    deadline = time.monotonic() + 30
+    while not cond():
+        assert time.monotonic() < deadline, "read-ahead did not happen"
+        time.sleep(0.001)
+
+
+def test_opening_a_file_fetches_the_files_a_walker_opens_next(repo: FakeRepo) -> None:
+    s, _ = _tree_repo(repo)
+    fs = SnapshotFS(repo, snapshot=s)
+    try:
+        f1, _ = walk(fs, b"a", b"f1")
+        fs.release(fs.open(f1, 0))
+        h1 = repo.trees[repo.trees[s.body.tree][1].subtree or b""][0]  # b/h1
+        cid = h1.parts[0].chunk_id
+        assert cid is not None
+        _wait_for(lambda: fs.cache.peek(cid) is not None)  # across directories, depth first
+        g1, _ = walk(fs, b"a", b"sub", b"g1")
+        fh = fs.open(g1, 0)
+        assert bytes(fs.cached_content(fh) or b"") == b"g one"  # ready to hand over whole
+        assert repo.blob_reads[cid] == 1  # the walk went on; nothing was fetched twice
+    finally:
+        fs.close()
+
+
+def test_a_damaged_chunk_fetched_ahead_is_still_an_error_for_the_reader(repo: FakeRepo) -> None:
+    s, _ = _tree_repo(repo)
+    f2 = repo.trees[repo.trees[s.body.tree][0].subtree or b""][2]
+    bad = f2.parts[0].chunk_id
+    assert bad is not None
+    repo.broken.add(bad)
+    fs = SnapshotFS(repo, snapshot=s)
+    try:
+        fs.release(fs.open(walk(fs, b"a", b"f1")[0], 0))
+        _wait_for(lambda: repo.blob_reads[bad] >= 1)  # tried ahead, failed, not cached
+        fh = fs.open(walk(fs, b"a", b"f2")[0], 0)
+        assert fs.cached_content(fh) is None
+        with pytest.raises(IntegrityError):
+            fs.read(fh, 0, 100)
+    finally:
+        fs.close()
+
+
+def test_lookups_that_need_no_repository_read_answer_without_blocking(repo: FakeRepo) -> None:
+    s, _ = _tree_repo(repo)
+    fs = SnapshotFS(repo, snapshot=s)
+    a, _ = fs.lookup(ROOT, b"a")
+    with pytest.raises(WouldBlock):  # a's tree is not loaded yet
+        fs.lookup(a, b"f1", block=False)
+    with pytest.raises(WouldBlock):
+        fs.opendir(a, block=False)
+    loads = sum(repo.tree_loads.values())
+    assert fs.lookup(a, b"f1") == fs.lookup(a, b"f1", block=False)  # the same answer
+    fs.releasedir(fs.opendir(a, block=False))
+    with pytest.raises(FileNotFoundError):
+        fs.lookup(a, b"nope", block=False)
+    assert sum(repo.tree_loads.values()) == loads + 1
+    layout = SnapshotFS(repo)
+    with pytest.raises(WouldBlock):  # the layout may list snapshots: never in the loop
+        layout.lookup(ROOT, b"ids", block=False)
+
+
+def test_a_sequential_reader_is_done_with_the_chunks_it_passed(repo: FakeRepo) -> None:
+    entry, _ = _make_file(repo, [(100, False)] * 3)
+    f = OpenFile(entry, "f")
+    assert f.plan(0, 150).passed == [entry.parts[0].chunk_id]
+    assert f.plan(150, 50).passed == [entry.parts[1].chunk_id]
+    assert f.plan(0, 10).passed == []  # a jump back: not sequential
+    cache = ChunkCache(lambda cid: cid * 10, max_bytes=30)
+    for c in (b"a", b"b"):
+        cache.get(c, 10)
+    cache.demote([b"b"])
+    cache.get(b"c", 10)
+    cache.get(b"d", 10)  # over the limit: the demoted chunk goes first
+    assert cache.peek(b"b") is None and cache.peek(b"a") is not None
 
 
 def test_a_small_file_whose_chunks_are_cached_can_be_handed_over_whole(repo: FakeRepo) -> None:
