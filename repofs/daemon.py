@@ -52,17 +52,21 @@ def setup_logging(log_file: str | None, foreground: bool) -> None:
 
 
 def tune_malloc() -> None:
-    """Give chunk buffers back to the kernel as soon as they are freed.
+    """Keep the daemon's RSS bounded without paying for a fresh mapping per chunk.
 
-    Reads allocate and free buffers of about a chunk (1 MiB) in many threads.
-    glibc raises its mmap threshold after the first such free and then serves
-    them from per-thread heaps, where fragmentation grows the daemon's RSS far
-    beyond the chunk cache. A fixed threshold and two arenas keep RSS bounded.
+    Reads allocate and free buffers of about a chunk (1 MiB) in several threads.
+    Left alone, glibc moves its mmap threshold around and serves them from
+    per-thread arenas, where fragmentation grows RSS far beyond the chunk cache:
+    two arenas keep that bounded. A fixed threshold above the largest chunk keeps
+    chunk buffers in the heap, where freed memory is reused: with buffers mapped
+    and unmapped for every chunk (a 64 KiB threshold), page faults and unmapping
+    halved the throughput of a large file (dd: 370 against 600-720 MB/s) for 15%
+    less peak RSS.
     """
     m_mmap_threshold, m_arena_max = -3, -8  # from malloc.h
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        libc.mallopt(m_mmap_threshold, 64 * 1024)
+        libc.mallopt(m_mmap_threshold, 32 * 1024 * 1024)
         libc.mallopt(m_arena_max, 2)
     except (OSError, AttributeError):  # not glibc: nothing to tune
         log.debug("mallopt not available")
