@@ -332,3 +332,38 @@ def test_umount_refuses_what_is_not_a_repofs_mount(env: dict) -> None:
     r = umount(Path("/dev/shm"))
     assert r.returncode == 2 and b"not a repofs mount" in r.stderr
     assert os.path.ismount(env["mnt"])
+
+
+def test_a_relative_repository_path_still_reads_after_the_daemon_leaves_the_cwd(
+        env: dict, mounts: Mounts) -> None:
+    # the daemon changes to /: a path relative to where mount ran must not be looked up there
+    cli: Cli = env["cli"]
+    mnt = env["base"] / "rel-mnt"
+    mnt.mkdir()
+    mounts.points.append(mnt)
+    rel = os.path.relpath(cli.repo, env["base"])
+    r = subprocess.run([REPOFS, "mount", "-r", rel, str(mnt)], env=cli.env(), cwd=env["base"],
+                       capture_output=True, check=False)
+    assert r.returncode == 0, r.stderr
+    public = under(mnt / "ids" / env["ids"][0], env["perm"]) / "public"
+    assert public.read_bytes() == b"everyone may read this\n"
+    assert umount(mnt).returncode == 0
+
+
+def test_tar_through_the_mount_reads_every_byte_as_stored(env: dict) -> None:
+    # tar opens files in readdir order, depth first: the walk ahead fetches them and they
+    # are handed to the page cache at open; what tar reads must still be the stored bytes
+    tree = in_snapshot(env, 0, env["src"])
+    out = subprocess.run(["tar", "-cf", "-", "--sort=none", "."], cwd=tree, capture_output=True,
+                         check=True).stdout
+    listing = subprocess.run(["tar", "-tvf", "-"], input=out, capture_output=True,
+                             check=True).stdout
+    assert listing
+    mine = env["base"] / "tar-out"
+    mine.mkdir()
+    subprocess.run(["tar", "-xf", "-", "-C", str(mine)], input=out, check=True)
+    for dirpath, _dirs, files in os.walk(env["src"]):
+        for name in files:
+            p = Path(dirpath) / name
+            if p.is_file() and not p.is_symlink():
+                assert (mine / p.relative_to(env["src"])).read_bytes() == p.read_bytes(), p
