@@ -12,10 +12,11 @@ data fails verification is removed and the restore stops with the error.
 from __future__ import annotations
 
 import errno
+import itertools
 import os
 import stat
 from collections import Counter, deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +31,9 @@ from repofs.repository import Repository
 _SMALL = 64 * 1024  # smaller chunks are fetched in batches: one hand-off per batch
 _BATCH_BYTES = 1024 * 1024
 _BATCH_CHUNKS = 128
+_LOOKAHEAD = 512  # events of the walk read ahead of the restore, for the prefetcher
+_ENTRY, _ENTER, _LEAVE = 0, 1, 2
+_Event = tuple[int, Entry, bytes]
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
@@ -209,7 +213,7 @@ class Restorer:
         root = _Dir(self, None, b"", None, root_fd)
         try:
             if entry.type == DIR:
-                self._restore_children(root, entry, path, 0)
+                self._restore_children(root, entry, path)
             elif self._selected(path):
                 self._prefetch.plan([entry])
                 self._restore_entry(root, entry, path)
@@ -224,36 +228,81 @@ class Restorer:
             return False
         return not self.opts.includes or self.opts.includes.matches_or_under(path)
 
-    def _restore_children(self, d: _Dir, entry: Entry, path: bytes, depth: int) -> None:
+    def _walk(self, entry: Entry, path: bytes, depth: int) -> Iterator[_Event]:
+        """The restore of a directory's contents, in order, as events: the files of a
+        directory first, then each subdirectory between its ENTER and LEAVE."""
         assert entry.subtree is not None
         if depth > spec.MAX_TREE_DEPTH:
             raise IntegrityError("tree", entry.subtree.hex(), "nested too deep")
-        children = self.repo.load_tree(entry.subtree)
-        self._prefetch.plan([
-            c for c in children
-            if c.type == FILE and self._selected(path.rstrip(b"/") + b"/" + c.name)
-            and (c.hardlink is None or c.hardlink not in self._links)
-        ])
-        # Files first, then subdirectories: the order the prefetcher queued them in.
-        for child in sorted(children, key=lambda c: c.type == DIR):
+        for child in sorted(self.repo.load_tree(entry.subtree), key=lambda c: c.type == DIR):
             child_path = path.rstrip(b"/") + b"/" + child.name
             if self.opts.excludes and self.opts.excludes.matches(child_path):
                 continue
             if child.type != DIR:
                 if self._selected(child_path):
-                    self._restore_entry(d, child, child_path)
+                    yield _ENTRY, child, child_path
                 continue
-            sub = _Dir(self, d, child.name, child)
-            try:
-                if self._selected(child_path):
-                    sub.fd()
-                self._restore_children(sub, child, child_path, depth + 1)
-                if sub.created:  # a directory that was already there keeps its metadata
-                    self._finish_dir(d, sub, child)
-            except UnsafePath as e:
-                self.stats.warnings.append(str(e))
-            finally:
-                sub.close()
+            yield _ENTER, child, child_path
+            yield from self._walk(child, child_path, depth + 1)
+            yield _LEAVE, child, child_path
+
+    def _ahead(self, events: Iterator[_Event]) -> Iterator[_Event]:
+        """Pass the events on, reading _LOOKAHEAD of them ahead and planning the chunks
+        of the files among them: the prefetcher crosses directories, instead of
+        starting empty in every new one."""
+        buf: deque[_Event] = deque()
+        groups: set[int] = set()  # hardlink groups planned: later members are links
+        done = False
+        while True:
+            while not done and len(buf) < _LOOKAHEAD:
+                batch = list(itertools.islice(events, 64))
+                done = len(batch) < 64
+                buf.extend(batch)
+                files = []
+                for kind, e, _ in batch:
+                    if kind != _ENTRY or e.type != FILE:
+                        continue
+                    if e.hardlink is not None:
+                        if e.hardlink in groups or e.hardlink in self._links:
+                            continue
+                        groups.add(e.hardlink)
+                    files.append(e)
+                self._prefetch.plan(files)
+            if not buf:
+                return
+            yield buf.popleft()
+
+    def _restore_children(self, root: _Dir, entry: Entry, path: bytes) -> None:
+        dirs = [root]
+        skipping = 0  # > 0: inside a directory that could not be made; its events are skipped
+        try:
+            for kind, e, p in self._ahead(self._walk(entry, path, 0)):
+                if skipping:
+                    skipping += {_ENTER: 1, _LEAVE: -1}.get(kind, 0)
+                elif kind == _ENTRY:
+                    self._restore_entry(dirs[-1], e, p)
+                elif kind == _ENTER:
+                    sub = _Dir(self, dirs[-1], e.name, e)
+                    dirs.append(sub)
+                    try:
+                        if self._selected(p):
+                            sub.fd()
+                    except UnsafePath as err:
+                        self.stats.warnings.append(str(err))
+                        dirs.pop().close()
+                        skipping = 1
+                else:
+                    sub = dirs.pop()
+                    try:
+                        if sub.created:  # a directory that was already there keeps its metadata
+                            self._finish_dir(dirs[-1], sub, e)
+                    except UnsafePath as err:
+                        self.stats.warnings.append(str(err))
+                    finally:
+                        sub.close()
+        finally:
+            for d in dirs[1:]:  # an error ended the walk early
+                d.close()
 
     def _finish_dir(self, parent: _Dir, sub: _Dir, entry: Entry) -> None:
         self.stats.dirs += 1
