@@ -42,6 +42,7 @@ class FilesCache:
         self._key = key
         self._old: dict[bytes, list[Any]] = {}
         self._new: dict[bytes, list[Any]] = {}
+        self._last: tuple[bytes | None, bytes] = (None, b"")  # lookup, then remember, one path
         try:
             raw = spec.unpack(path.read_bytes(), "files cache", str(path))
             if isinstance(raw, dict):
@@ -50,7 +51,9 @@ class FilesCache:
             self._old = {}
 
     def _k(self, path: bytes) -> bytes:
-        return crypto.keyed_id(self._key, b"files-cache\0" + path)[:16]
+        if self._last[0] != path:
+            self._last = (path, crypto.keyed_id(self._key, b"files-cache\0" + path)[:16])
+        return self._last[1]
 
     def lookup(self, path: bytes, st: os.stat_result) -> tuple[Part, ...] | None:
         row = self._old.get(self._k(path))
