@@ -45,6 +45,7 @@ from repofs.vfs import Attr, SnapshotFS, WouldBlock
 log = logging.getLogger("repofs.mount")
 _THREADS = 16  # blocking requests served at once
 _STORE_LIMIT = 1 << 20  # files up to this size are handed to the page cache when opened
+_TRIM_BYTES = 64 << 20  # give freed heap pages back after fetching this much
 
 
 @dataclass(frozen=True)
@@ -295,9 +296,21 @@ async def _on_signals() -> None:
             return
 
 
+async def _trim_now_and_then(fs: SnapshotFS) -> None:
+    """Keep RSS bounded: chunk buffers live in the heap (``daemon.tune_malloc``), and the
+    pages they leave free are returned after every ``_TRIM_BYTES`` fetched."""
+    trimmed = 0
+    while True:
+        await trio.sleep(0.25)
+        if fs.cache.fetched_bytes - trimmed >= _TRIM_BYTES:
+            trimmed = fs.cache.fetched_bytes
+            await trio.to_thread.run_sync(daemon.trim_malloc)
+
+
 async def _serve(ops: _Ops) -> None:
     async with trio.open_nursery() as nursery:
         nursery.start_soon(_on_signals)
+        nursery.start_soon(_trim_now_and_then, ops.fs)
         await pyfuse3.main()
         nursery.cancel_scope.cancel()
 

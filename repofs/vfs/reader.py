@@ -132,6 +132,7 @@ class ChunkCache:
         self.bytes = 0
         self.hits = 0
         self.fetches = 0
+        self.fetched_bytes = 0
 
     def peek(self, chunk_id: bytes) -> bytes | None:
         """The chunk if cached; never blocks."""
@@ -181,6 +182,7 @@ class ChunkCache:
             if len(data) != size:
                 raise IntegrityError("chunk", chunk_id.hex(), "size differs from the tree")
             pending.data = data
+            self.fetched_bytes += len(data)
             self._insert(chunk_id, data)
             return data
         except BaseException as e:
