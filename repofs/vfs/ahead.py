@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 THREADS = 2  # fetching threads: more only contend for the GIL (measured on 2 cores)
 WALK_BYTES = 16 * 1024 * 1024  # how far a walk may run ahead of its reader (cache: 64 MiB)
 WALK_FILES = 1024
+FIRST_WALK_FILES = 8  # a new walk's reach, doubled each time the reader meets what it fetched
 FIRST_BYTES = 1024 * 1024  # of each file ahead, the chunks covering this much of its start
 QUEUE_CHUNKS = 64  # queued chunks of sequential readers, at most
 IDLE_SECONDS = 5.0  # an idle thread exits after this long; a new job starts one again
@@ -80,8 +81,13 @@ def head_chunks(entry: Entry, limit: int = FIRST_BYTES) -> list[tuple[bytes, int
 class _Walk:
     """One walk ahead of one reader; its bookkeeping is guarded by ReadAhead's lock."""
 
-    def __init__(self, files: Iterator[tuple[FileKey, Entry]]) -> None:
+    def __init__(self, files: Iterator[tuple[FileKey, Entry]], max_bytes: int,
+                 max_files: int, reach: int = FIRST_WALK_FILES) -> None:
         self.files = files
+        # how far ahead it may go: small at first, so a reader that opens files here and
+        # there does not cost a burst of reads for each; doubled while the reader follows
+        self.max_files = min(reach, max_files)
+        self.max_bytes = max_bytes * self.max_files // max_files
         self.busy = False  # a thread is advancing ``files`` (a generator: one at a time)
         self.done = False
         self.resting = False  # ran far enough ahead: wait until the reader comes closer
@@ -139,8 +145,14 @@ class ReadAhead:
             seq = walk.seq.get(key) if walk is not None else None
             if walk is not None and seq is not None:
                 walk.reader_at(seq)
+                walk.max_files = min(2 * walk.max_files, self._walk_files)
+                walk.max_bytes = min(2 * walk.max_bytes, self._walk_bytes)
             else:
-                walk = self._walk = _Walk(files_after(self._load_tree, list(chain())))
+                # half the reach of the walk before: a reader that overtook its walk keeps
+                # most of it; one that opens files here and there soon has little
+                reach = max(FIRST_WALK_FILES, walk.max_files // 2 if walk else 0)
+                walk = self._walk = _Walk(files_after(self._load_tree, list(chain())),
+                                          self._walk_bytes, self._walk_files, reach)
             if self._ready(walk):
                 self._wake()
 
@@ -182,10 +194,10 @@ class ReadAhead:
         enough ahead it rests until the reader has used half of that."""
         if w.busy or w.done:
             return False
-        if w.ahead_bytes >= self._walk_bytes or len(w.planned) >= self._walk_files:
+        if w.ahead_bytes >= w.max_bytes or len(w.planned) >= w.max_files:
             w.resting = True
-        elif w.resting and (w.ahead_bytes < self._walk_bytes // 2
-                            and len(w.planned) < self._walk_files // 2):
+        elif w.resting and (w.ahead_bytes < w.max_bytes // 2
+                            and len(w.planned) < w.max_files // 2):
             w.resting = False
         return not w.resting
 

@@ -33,7 +33,7 @@ from repofs.model import (
     SnapshotHead,
 )
 from repofs.vfs import ROOT, Attr, ChunkCache, Presentation, SnapshotFS, WouldBlock
-from repofs.vfs.ahead import files_after
+from repofs.vfs.ahead import FIRST_WALK_FILES, files_after
 from repofs.vfs.layout import contexts, local_time
 from repofs.vfs.reader import OpenFile
 
@@ -401,6 +401,11 @@ def test_the_walk_ahead_meets_files_in_the_order_tar_opens_them(repo: FakeRepo) 
     assert [e.name for _, e in files_after(fs.load_tree, fs.place(g2))] == [b"h1"]
 
 
+def _root(s: Snapshot) -> bytes:
+    assert s.body is not None
+    return s.body.tree
+
+
 def _wait_for(cond: Callable[[], bool]) -> None:
     """Wait for the read-ahead threads (no timing is asserted: the limit only ends a hang)."""
     deadline = time.monotonic() + 30
@@ -415,7 +420,7 @@ def test_opening_a_file_fetches_the_files_a_walker_opens_next(repo: FakeRepo) ->
     try:
         f1, _ = walk(fs, b"a", b"f1")
         fs.release(fs.open(f1, 0))
-        h1 = repo.trees[repo.trees[s.body.tree][1].subtree or b""][0]  # b/h1
+        h1 = repo.trees[repo.trees[_root(s)][1].subtree or b""][0]  # b/h1
         cid = h1.parts[0].chunk_id
         assert cid is not None
         _wait_for(lambda: fs.cache.peek(cid) is not None)  # across directories, depth first
@@ -429,7 +434,7 @@ def test_opening_a_file_fetches_the_files_a_walker_opens_next(repo: FakeRepo) ->
 
 def test_a_damaged_chunk_fetched_ahead_is_still_an_error_for_the_reader(repo: FakeRepo) -> None:
     s, _ = _tree_repo(repo)
-    f2 = repo.trees[repo.trees[s.body.tree][0].subtree or b""][2]
+    f2 = repo.trees[repo.trees[_root(s)][0].subtree or b""][2]
     bad = f2.parts[0].chunk_id
     assert bad is not None
     repo.broken.add(bad)
@@ -441,6 +446,25 @@ def test_a_damaged_chunk_fetched_ahead_is_still_an_error_for_the_reader(repo: Fa
         assert fs.cached_content(fh) is None
         with pytest.raises(IntegrityError):
             fs.read(fh, 0, 100)
+    finally:
+        fs.close()
+
+
+def test_a_walk_reaches_further_only_while_the_reader_follows_it(repo: FakeRepo) -> None:
+    files = [file(repo, b"f%03d" % i, b"data %d" % i) for i in range(100)]
+    fs = SnapshotFS(repo, snapshot=repo.snapshot(files))
+    try:
+        fs.release(fs.open(fs.lookup(ROOT, b"f050")[0], 0))  # one file, here and there
+        walk_ = fs.ahead._walk
+        assert walk_ is not None
+        _wait_for(lambda: walk_.resting or walk_.done)
+        assert len(repo.blob_reads) == FIRST_WALK_FILES  # not a burst of 1024 files
+        for i in range(51, 60):  # the reader follows: the walk goes further each time
+            nxt = files[i + 1].parts[0].chunk_id
+            assert nxt is not None
+            _wait_for(lambda c=nxt: c in repo.blob_reads)  # type: ignore[misc]  # (never overtake it)
+            fs.release(fs.open(fs.lookup(ROOT, b"f%03d" % i)[0], 0))
+        _wait_for(lambda: len(repo.blob_reads) == 49)  # to the end of the directory
     finally:
         fs.close()
 
