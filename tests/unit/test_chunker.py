@@ -156,10 +156,11 @@ def test_an_insertion_only_changes_chunks_near_it(seed: int, size: int, where: i
     old = split(data, c.boundaries(data))
     new = split(edited, c.boundaries(edited))
     # every chunk that ends before the edit is unchanged, in place (the last one is cut
-    # by the end of the data, not by its content)
+    # by the end of the data, not by its content). FastCDC 2020 decides a cut at i
+    # from the bytes up to and including i, so the byte just after a chunk counts too.
     pos, prefix = 0, 0
     for chunk in old[:-1]:
-        if pos + len(chunk) > p:
+        if pos + len(chunk) >= p:
             break
         pos += len(chunk)
         prefix += 1
