@@ -99,6 +99,8 @@ def read_xattrs(dir_fd: int, name: bytes, fd: int | None) -> tuple[tuple[bytes, 
 def apply_xattrs(dir_fd: int, name: bytes, fd: int | None,
                  xattrs: tuple[tuple[bytes, bytes], ...]) -> list[str]:
     """Set xattrs; returns one warning per xattr the target file system refused."""
+    if not xattrs:
+        return []
     target: int | bytes = fd if fd is not None else _proc_path(dir_fd, name)
     warnings = []
     for k, v in xattrs:

@@ -348,7 +348,7 @@ class Restorer:
                      | os.O_CLOEXEC, 0o600, dir_fd=dfd)
         try:
             try:
-                offset = 0
+                offset = end = 0
                 for p in e.parts:
                     if p.chunk_id is not None:
                         data = self._prefetch.chunk(e, p.chunk_id, p.size)
@@ -356,11 +356,13 @@ class Restorer:
                             raise IntegrityError("chunk", p.chunk_id.hex(),
                                                  "size differs from the tree")
                         _pwrite_all(fd, data, offset)
+                        end = offset + p.size
                         self.stats.bytes_written += len(data)
                         if self.progress:
                             self.progress(self.stats)
                     offset += p.size
-                os.ftruncate(fd, e.size)
+                if end != e.size:  # a hole at the end (or an empty file: a no-op)
+                    os.ftruncate(fd, e.size)
             except (IntegrityError, RepofsError, OSError):
                 os.unlink(e.name, dir_fd=dfd)  # ours (O_EXCL): never leave partial data
                 raise
