@@ -12,11 +12,10 @@ data fails verification is removed and the restore stops with the error.
 from __future__ import annotations
 
 import errno
-import itertools
 import os
 import stat
 from collections import Counter, deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,12 +27,7 @@ from repofs.model import BLOCK, CHAR, DIR, FIFO, FILE, SYMLINK, Entry, Part
 from repofs.patterns import PatternSet
 from repofs.repository import Repository
 
-_SMALL = 64 * 1024  # smaller chunks are fetched in batches: one hand-off per batch
-_BATCH_BYTES = 1024 * 1024
-_BATCH_CHUNKS = 128
-_LOOKAHEAD = 512  # events of the walk read ahead of the restore, for the prefetcher
-_ENTRY, _ENTER, _LEAVE = 0, 1, 2
-_Event = tuple[int, Entry, bytes]
+_PREFETCH_MIN = 64 * 1024  # smaller chunks are read by the writing thread itself
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
@@ -59,9 +53,8 @@ class _Prefetch:
     AES-GCM and zstd release the GIL, so while the main thread writes one file
     the next files' chunks are being fetched. Chunks are queued in the order
     the restore will ask for them; at most ``window`` bytes are in flight.
-    Small chunks go in batches (one job reads many): a hand-off per chunk cost
-    more than reading it, and reading them in the writing thread left a tree of
-    small files to one core.
+    Small chunks are read by the writer itself: handing them to a thread costs
+    more than reading them.
     """
 
     def __init__(self, repo: Repository, window: int = 64 * 1024 * 1024) -> None:
@@ -69,9 +62,7 @@ class _Prefetch:
         self.window = window
         self.inflight = 0
         self._pool = ThreadPoolExecutor(2, thread_name_prefix="repofs-restore")
-        # (file, chunk id, size, the job fetching it, the chunk's place in the job)
-        self._queue: deque[tuple[int, bytes, int, Future[list[bytes | RepofsError]], int]] = \
-            deque()
+        self._queue: deque[tuple[int, bytes, int, Future[bytes]]] = deque()
         self._todo: deque[tuple[int, bytes, int]] = deque()
         self._planned: Counter[int] = Counter()  # file -> its chunks queued or to do
 
@@ -79,37 +70,19 @@ class _Prefetch:
         """Queue the chunks of these files (in restore order) behind what is queued."""
         for e in files:
             for p in e.parts:
-                if p.chunk_id is not None:
+                if p.chunk_id is not None and p.size >= _PREFETCH_MIN:
                     self._todo.append((id(e), p.chunk_id, p.size))
                     self._planned[id(e)] += 1
         self._fill()
 
     def _fill(self) -> None:
         while self._todo and self.inflight < self.window:
-            job = [self._todo.popleft()]
-            if job[0][2] < _SMALL:
-                size = job[0][2]
-                while (self._todo and self._todo[0][2] < _SMALL and len(job) < _BATCH_CHUNKS
-                       and size < _BATCH_BYTES):
-                    job.append(self._todo.popleft())
-                    size += job[-1][2]
-            fut = self._pool.submit(self._read, [chunk_id for _, chunk_id, _ in job])
-            for i, (key, chunk_id, size) in enumerate(job):
-                self._queue.append((key, chunk_id, size, fut, i))
-                self.inflight += size
+            key, chunk_id, size = self._todo.popleft()
+            fut = self._pool.submit(self.repo.read_blob, chunk_id, spec.BLOB_DATA)
+            self._queue.append((key, chunk_id, size, fut))
+            self.inflight += size
 
-    def _read(self, chunk_ids: list[bytes]) -> list[bytes | RepofsError]:
-        """Each chunk of a batch, or the error of that chunk alone: a damaged chunk
-        fails the file that needs it, not the files batched with it."""
-        out: list[bytes | RepofsError] = []
-        for c in chunk_ids:
-            try:
-                out.append(self.repo.read_blob(c, spec.BLOB_DATA))
-            except RepofsError as e:
-                out.append(e)
-        return out
-
-    def _take(self) -> tuple[int, bytes, int, Future[list[bytes | RepofsError]], int]:
+    def _take(self) -> tuple[int, bytes, int, Future[bytes]]:
         item = self._queue.popleft()
         self.inflight -= item[2]
         self._planned[item[0]] -= 1
@@ -124,14 +97,11 @@ class _Prefetch:
                     self._fill()
                 if not self._queue or self._queue[0][0] == key:
                     break
-                self._take()  # queued for a file before e that was skipped
+                self._take()[3].cancel()  # queued for a file before e that was skipped
             if self._queue and self._queue[0][1] == chunk_id:
-                _, _, _, fut, i = self._take()
+                fut = self._take()[3]
                 self._fill()
-                data = fut.result()[i]
-                if isinstance(data, RepofsError):
-                    raise data
-                return data
+                return fut.result()
         return self.repo.read_blob(chunk_id, spec.BLOB_DATA)
 
     def close(self) -> None:
@@ -213,7 +183,7 @@ class Restorer:
         root = _Dir(self, None, b"", None, root_fd)
         try:
             if entry.type == DIR:
-                self._restore_children(root, entry, path)
+                self._restore_children(root, entry, path, 0)
             elif self._selected(path):
                 self._prefetch.plan([entry])
                 self._restore_entry(root, entry, path)
@@ -228,81 +198,36 @@ class Restorer:
             return False
         return not self.opts.includes or self.opts.includes.matches_or_under(path)
 
-    def _walk(self, entry: Entry, path: bytes, depth: int) -> Iterator[_Event]:
-        """The restore of a directory's contents, in order, as events: the files of a
-        directory first, then each subdirectory between its ENTER and LEAVE."""
+    def _restore_children(self, d: _Dir, entry: Entry, path: bytes, depth: int) -> None:
         assert entry.subtree is not None
         if depth > spec.MAX_TREE_DEPTH:
             raise IntegrityError("tree", entry.subtree.hex(), "nested too deep")
-        for child in sorted(self.repo.load_tree(entry.subtree), key=lambda c: c.type == DIR):
+        children = self.repo.load_tree(entry.subtree)
+        self._prefetch.plan([
+            c for c in children
+            if c.type == FILE and self._selected(path.rstrip(b"/") + b"/" + c.name)
+            and (c.hardlink is None or c.hardlink not in self._links)
+        ])
+        # Files first, then subdirectories: the order the prefetcher queued them in.
+        for child in sorted(children, key=lambda c: c.type == DIR):
             child_path = path.rstrip(b"/") + b"/" + child.name
             if self.opts.excludes and self.opts.excludes.matches(child_path):
                 continue
             if child.type != DIR:
                 if self._selected(child_path):
-                    yield _ENTRY, child, child_path
+                    self._restore_entry(d, child, child_path)
                 continue
-            yield _ENTER, child, child_path
-            yield from self._walk(child, child_path, depth + 1)
-            yield _LEAVE, child, child_path
-
-    def _ahead(self, events: Iterator[_Event]) -> Iterator[_Event]:
-        """Pass the events on, reading _LOOKAHEAD of them ahead and planning the chunks
-        of the files among them: the prefetcher crosses directories, instead of
-        starting empty in every new one."""
-        buf: deque[_Event] = deque()
-        groups: set[int] = set()  # hardlink groups planned: later members are links
-        done = False
-        while True:
-            while not done and len(buf) < _LOOKAHEAD:
-                batch = list(itertools.islice(events, 64))
-                done = len(batch) < 64
-                buf.extend(batch)
-                files = []
-                for kind, e, _ in batch:
-                    if kind != _ENTRY or e.type != FILE:
-                        continue
-                    if e.hardlink is not None:
-                        if e.hardlink in groups or e.hardlink in self._links:
-                            continue
-                        groups.add(e.hardlink)
-                    files.append(e)
-                self._prefetch.plan(files)
-            if not buf:
-                return
-            yield buf.popleft()
-
-    def _restore_children(self, root: _Dir, entry: Entry, path: bytes) -> None:
-        dirs = [root]
-        skipping = 0  # > 0: inside a directory that could not be made; its events are skipped
-        try:
-            for kind, e, p in self._ahead(self._walk(entry, path, 0)):
-                if skipping:
-                    skipping += {_ENTER: 1, _LEAVE: -1}.get(kind, 0)
-                elif kind == _ENTRY:
-                    self._restore_entry(dirs[-1], e, p)
-                elif kind == _ENTER:
-                    sub = _Dir(self, dirs[-1], e.name, e)
-                    dirs.append(sub)
-                    try:
-                        if self._selected(p):
-                            sub.fd()
-                    except UnsafePath as err:
-                        self.stats.warnings.append(str(err))
-                        dirs.pop().close()
-                        skipping = 1
-                else:
-                    sub = dirs.pop()
-                    try:
-                        if sub.created:  # a directory that was already there keeps its metadata
-                            self._finish_dir(dirs[-1], sub, e)
-                    except UnsafePath as err:
-                        self.stats.warnings.append(str(err))
-                    finally:
-                        sub.close()
-        finally:
-            for d in dirs[1:]:  # an error ended the walk early
-                d.close()
+            sub = _Dir(self, d, child.name, child)
+            try:
+                if self._selected(child_path):
+                    sub.fd()
+                self._restore_children(sub, child, child_path, depth + 1)
+                if sub.created:  # a directory that was already there keeps its metadata
+                    self._finish_dir(d, sub, child)
+            except UnsafePath as e:
+                self.stats.warnings.append(str(e))
+            finally:
+                sub.close()
 
     def _finish_dir(self, parent: _Dir, sub: _Dir, entry: Entry) -> None:
         self.stats.dirs += 1
