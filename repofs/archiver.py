@@ -333,18 +333,31 @@ class Archiver:
             self.warn(path, f"not read: {e.strerror}")
             return None
         try:
-            fst = os.fstat(fd)
-            if (fst.st_ino, fst.st_dev) != (st.st_ino, st.st_dev):
+            # What was opened must be what lstat saw. A small file is read with one
+            # bounded read before that is checked (the fstat after reading covers it: a
+            # system call less per file, most of a tree of small files); anything that
+            # may be read at length (a stream until EOF) is checked first.
+            fst = st
+            if st.st_size > spec.CHUNK_MIN or st.st_blocks * 512 < st.st_size:
+                fst = os.fstat(fd)
+                if (fst.st_ino, fst.st_dev) != (st.st_ino, st.st_dev):
+                    self.warn(path, "replaced while being read, skipped")
+                    return None
+            try:
+                parts = self._read_file(fd, fst.st_size, st.st_blocks, st)
+            except _Replaced:
                 self.warn(path, "replaced while being read, skipped")
                 return None
-            parts = self._read_file(fd, fst.st_size, st.st_blocks)
             after = os.fstat(fd)
+            if (after.st_ino, after.st_dev) != (st.st_ino, st.st_dev):
+                self.warn(path, "replaced while being read, skipped")
+                return None
             if (after.st_mtime_ns, after.st_size, after.st_ctime_ns) != (
                 fst.st_mtime_ns, fst.st_size, fst.st_ctime_ns):
                 self.warn(path, "changed while being read")
             elif self.opts.use_files_cache:
-                self.cache.remember(path, fst, parts)
-            return self._file_entry(dfd, name, path, fst, fd, parts, hlid)
+                self.cache.remember(path, after, parts)
+            return self._file_entry(dfd, name, path, after, fd, parts, hlid)
         except OSError as e:
             self.warn(path, f"read error: {e.strerror}")
             return None
@@ -389,14 +402,21 @@ class Archiver:
         return self._entry(name, st, FILE, parts=parts, size=size, hardlink=hlid,
                            xattrs=self._xattrs(dfd, name, fd, path))
 
-    def _read_file(self, fd: int, size: int, blocks: int) -> tuple[Part, ...]:
+    def _read_file(self, fd: int, size: int, blocks: int,
+                   st: os.stat_result | None = None) -> tuple[Part, ...]:
+        """The file's content list; ``st`` (its lstat), if given, is what the fd must be
+        before it is read past ``size`` (it was not checked before the one small read)."""
         self.stats.files_read += 1
         if blocks * 512 >= size or size == 0:
             if size <= spec.CHUNK_MIN:
                 whole = self._read_small(fd, size)
                 if whole is not None:
                     return whole
-                os.lseek(fd, 0, os.SEEK_SET)  # short read or grown: the general way
+                if st is not None:  # short read or grown: read on only if it is that file
+                    now = os.fstat(fd)
+                    if (now.st_ino, now.st_dev) != (st.st_ino, st.st_dev):
+                        raise _Replaced
+                os.lseek(fd, 0, os.SEEK_SET)  # the general way
             stream = os.fdopen(fd, "rb", buffering=0, closefd=False)
             return self._store_stream(stream, size)[0]
         parts: list[Part] = []
@@ -439,6 +459,10 @@ class Archiver:
         if now - self._last_progress >= 0.2:
             self._last_progress = now
             self.progress(self.stats, name)
+
+
+class _Replaced(Exception):
+    """The opened file is not the one lstat saw (swapped in between)."""
 
 
 def _outermost(paths: Sequence[bytes]) -> list[bytes]:

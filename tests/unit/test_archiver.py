@@ -77,3 +77,41 @@ def test_a_short_read_falls_back(archiver: Archiver, shm_dir: Path,
     parts = read(archiver, path)
     monkeypatch.undo()
     assert content(archiver, parts) == data
+
+
+@pytest.mark.parametrize(("old_size", "new_size"), [(100, 100), (100, 5000), (100, 0),
+                                                    (3 * spec.CHUNK_MIN, 3 * spec.CHUNK_MIN)])
+def test_a_file_swapped_after_lstat_is_skipped(archiver: Archiver, shm_dir: Path,
+                                               old_size: int, new_size: int) -> None:
+    """Whether checked before reading (large files) or after the one small read, a file
+    swapped in between lstat and open is never stored under the old file's metadata."""
+    d = shm_dir / "d"
+    d.mkdir()
+    (d / "f").write_bytes(os.urandom(old_size))
+    st = os.lstat(d / "f")
+    (d / "other").write_bytes(os.urandom(new_size))
+    os.rename(d / "other", d / "f")  # a new inode under the same name
+    dfd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        entry = archiver._archive_file(dfd, b"f", os.fsencode(d / "f"), st)
+    finally:
+        os.close(dfd)
+    assert entry is None
+    assert archiver.stats.warnings == [f"{d}/f: replaced while being read, skipped"]
+
+
+def test_a_small_file_changed_after_lstat_is_reported(archiver: Archiver,
+                                                      shm_dir: Path) -> None:
+    path = shm_dir / "f"
+    path.write_bytes(b"before")
+    st = os.lstat(path)
+    with open(path, "ab") as f:  # same inode, new size and times
+        f.write(b" and after")
+    dfd = os.open(shm_dir, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        entry = archiver._archive_file(dfd, b"f", os.fsencode(path), st)
+    finally:
+        os.close(dfd)
+    assert entry is not None
+    assert archiver.stats.warnings == [f"{path}: changed while being read"]
+    assert content(archiver, entry.parts) == b"before and after"
