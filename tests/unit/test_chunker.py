@@ -309,3 +309,11 @@ def test_boundaries_follow_the_format_spec() -> None:
         pos += n
     assert Chunker(KEY).boundaries(data) == want
     assert spec.CHUNK_MAX in want  # the run of zeros is cut at MAX
+
+
+def test_the_compiled_pyfastcdc_is_in_use() -> None:
+    """pyfastcdc falls back to pure Python (hundreds of times slower, with only a warning)
+    when its extension does not load: that must fail here, not in a user's backup."""
+    from pyfastcdc import FastCDC as Loaded
+
+    assert Loaded.__module__ == "pyfastcdc.cy.fastcdc"
