@@ -203,3 +203,28 @@ def test_index_of_decoded_segments(ps: list) -> None:
     for (blob_id, blob_type), (pack, e) in first.items():
         assert idx.lookup(blob_id, blob_type) == Location(pack, e)
         assert idx.has(blob_id, blob_type) and blob_id in idx
+
+
+@given(st.lists(st.tuples(st.sampled_from(["a" * 64, "b" * 64, "c" * 64]),
+                          st.lists(entries, max_size=6)), max_size=6),
+       st.data())
+def test_blob_index_keeps_every_entry_exactly(packs: list, data: st.DataObject) -> None:
+    """Rows are stored packed: every entry added comes back field for field, the first
+    place of a (type, id) is what lookup gives, and the rest are its fallbacks."""
+    # ids drawn again from a few, so that duplicates and chunk/tree clashes happen
+    ids = data.draw(st.lists(st.binary(min_size=32, max_size=32), min_size=1, max_size=3))
+    idx = BlobIndex()
+    added: list[tuple[str, BlobEntry]] = []
+    for pack, es in packs:
+        es = [BlobEntry(data.draw(st.sampled_from(ids)), e.blob_type, e.nonce, e.offset,
+                        e.length, e.raw_len) for e in es]
+        idx.add_pack(pack, es)
+        added += [(pack, e) for e in es]
+    for pack, e in added:
+        assert idx.has(e.blob_id, e.blob_type)
+        places = [(loc.pack, loc.entry) for loc in idx.locations(e.blob_id, e.blob_type)]
+        first = next((p, x) for p, x in added
+                     if (x.blob_id, x.blob_type) == (e.blob_id, e.blob_type))
+        assert places[0] == first
+        assert (pack, e) in places
+    assert set(idx.entries()) == set(added)
