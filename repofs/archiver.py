@@ -333,31 +333,27 @@ class Archiver:
             self.warn(path, f"not read: {e.strerror}")
             return None
         try:
-            # What was opened must be what lstat saw. A small file is read with one
-            # bounded read before that is checked (the fstat after reading covers it: a
-            # system call less per file, most of a tree of small files); anything that
-            # may be read at length (a stream until EOF) is checked first.
+            # What was opened must be what lstat saw. A file read in one bounded read is
+            # checked by the fstat after it (a system call less per file, most of a tree
+            # of small files); a file that may be read at length is checked first.
             fst = st
-            if st.st_size > spec.CHUNK_MIN or st.st_blocks * 512 < st.st_size:
+            if not _one_read(st.st_size, st.st_blocks):
                 fst = os.fstat(fd)
-                if (fst.st_ino, fst.st_dev) != (st.st_ino, st.st_dev):
-                    self.warn(path, "replaced while being read, skipped")
-                    return None
-            try:
-                parts = self._read_file(fd, fst.st_size, st.st_blocks, st)
-            except _Replaced:
-                self.warn(path, "replaced while being read, skipped")
-                return None
+                if not _same_file(fst, st):
+                    raise _Replaced
+            parts = self._read_file(fd, fst.st_size, st.st_blocks, st)
             after = os.fstat(fd)
-            if (after.st_ino, after.st_dev) != (st.st_ino, st.st_dev):
-                self.warn(path, "replaced while being read, skipped")
-                return None
+            if not _same_file(after, st):
+                raise _Replaced
             if (after.st_mtime_ns, after.st_size, after.st_ctime_ns) != (
                 fst.st_mtime_ns, fst.st_size, fst.st_ctime_ns):
                 self.warn(path, "changed while being read")
             elif self.opts.use_files_cache:
                 self.cache.remember(path, after, parts)
             return self._file_entry(dfd, name, path, after, fd, parts, hlid)
+        except _Replaced:
+            self.warn(path, "replaced while being read, skipped")
+            return None
         except OSError as e:
             self.warn(path, f"read error: {e.strerror}")
             return None
@@ -407,16 +403,15 @@ class Archiver:
         """The file's content list; ``st`` (its lstat), if given, is what the fd must be
         before it is read past ``size`` (it was not checked before the one small read)."""
         self.stats.files_read += 1
+        if _one_read(size, blocks):
+            whole = self._read_small(fd, size)
+            if whole is not None:
+                return whole
+            # short read or grown: read on (until EOF) only if it is that file
+            if st is not None and not _same_file(os.fstat(fd), st):
+                raise _Replaced
+            os.lseek(fd, 0, os.SEEK_SET)
         if blocks * 512 >= size or size == 0:
-            if size <= spec.CHUNK_MIN:
-                whole = self._read_small(fd, size)
-                if whole is not None:
-                    return whole
-                if st is not None:  # short read or grown: read on only if it is that file
-                    now = os.fstat(fd)
-                    if (now.st_ino, now.st_dev) != (st.st_ino, st.st_dev):
-                        raise _Replaced
-                os.lseek(fd, 0, os.SEEK_SET)  # the general way
             stream = os.fdopen(fd, "rb", buffering=0, closefd=False)
             return self._store_stream(stream, size)[0]
         parts: list[Part] = []
@@ -463,6 +458,15 @@ class Archiver:
 
 class _Replaced(Exception):
     """The opened file is not the one lstat saw (swapped in between)."""
+
+
+def _same_file(a: os.stat_result, b: os.stat_result) -> bool:
+    return (a.st_ino, a.st_dev) == (b.st_ino, b.st_dev)
+
+
+def _one_read(size: int, blocks: int) -> bool:
+    """Read in one bounded read: at most one chunk, and no holes to skip."""
+    return size <= spec.CHUNK_MIN and blocks * 512 >= size
 
 
 def _outermost(paths: Sequence[bytes]) -> list[bytes]:
