@@ -24,7 +24,14 @@ Measurements, each on a fresh mount (so nothing is cached in the daemon or the k
 - ``dd large``       ``dd bs=1M`` of the largest corpus file to /dev/null, MiB/s, after
                      an untimed ``stat`` of it;
 - ``daemon RSS``     VmRSS of the serving process after the corpus tar (and VmHWM, its
-                     peak).
+                     peak), plus the private memory of its child processes (repofs
+                     decodes chunks in two).
+
+The ``floor`` column (``--tools ...,floor``, on by default) is ``floor_fs.py``: a
+pyfuse3 + trio file system that serves the corpus directory from memory and does
+nothing else. Only ``tar corpus`` and ``dd`` are measured for it: the fastest any
+mount built on pyfuse3 + trio can be here, so ``floor/borg`` bounds what repofs can
+reach.
 
 ``repofs mount [-r REPO] MOUNTPOINT`` is expected to return once ready, with the
 layout ``ids/<full id>/...``, and ``repofs umount MOUNTPOINT`` to unmount. If this
@@ -33,7 +40,7 @@ repofs has no ``mount`` command yet, repofs is skipped with a message.
 Usage::
 
     bench/bench_mount.py [--work /dev/shm/repofs-bench] [--big-files 200000]
-                         [--tools repofs,borg,restic] [--keep]
+                         [--tools repofs,borg,restic,floor] [--keep]
 """
 
 from __future__ import annotations
@@ -104,11 +111,24 @@ def tool_has_mount(tool: str, work: Path) -> str:
                            check=False)
         if p.returncode != 0:
             return "this repofs has no 'mount' command yet: skipping repofs"
+    elif tool == "floor":
+        p = subprocess.run([floor_python(), "-c", "import pyfuse3, trio"], capture_output=True,
+                           check=False)
+        if p.returncode != 0:
+            return "pyfuse3 and trio are not importable for floor_fs.py"
     elif shutil.which(tool) is None:
         return f"{tool} is not installed"
     if not Path("/dev/fuse").exists():
         return "/dev/fuse is missing"
     return ""
+
+
+def floor_python() -> str:
+    venv = HERE.parent / ".venv" / "bin" / "python"
+    return str(venv) if venv.exists() else sys.executable
+
+
+FLOOR_MEASUREMENTS = {"tar corpus", "dd"}  # what the floor file system is measured for
 
 
 def is_mounted(path: Path) -> bool:
@@ -147,6 +167,34 @@ def proc_mem_kib(pid: int) -> tuple[int, int]:
     return rss, hwm
 
 
+def private_kib(pid: int) -> int:
+    """Memory only this process holds (not shared with its parent by fork), in KiB."""
+    total = 0
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith(("Private_Clean:", "Private_Dirty:")):
+                total += int(line.split()[1])
+    except OSError:
+        pass
+    return total
+
+
+def serving_memory_kib(pids: list[int]) -> tuple[int, int]:
+    """(RSS, peak RSS) of the serving process (the one whose parent is not among
+    ``pids``), plus the private memory of the others (its children, forked from it)."""
+    parents = {}
+    for pid in pids:
+        try:
+            parents[pid] = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+    mains = [p for p in parents if parents[p] not in parents]
+    children = sum(private_kib(p) for p in parents if p not in mains)
+    mem = [proc_mem_kib(p) for p in mains]
+    return (max((r for r, _ in mem), default=0) + children,
+            max((h for _, h in mem), default=0) + children)
+
+
 class Mounter:
     def __init__(self, tool: str, repo: Path, env: dict[str, str], log: Path) -> None:
         self.tool, self.repo, self.env, self.log = tool, repo, env, log
@@ -177,10 +225,11 @@ class Mounter:
             self._run(["borg", "mount", str(self.repo), str(mp)])
         else:
             nice = ["nice", "-n", str(bench_core.NICE)] if bench_core.NICE else []
+            cmd = ([floor_python(), str(HERE / "floor_fs.py"), str(mp), str(self.repo)]
+                   if self.tool == "floor" else ["restic", "-r", str(self.repo), "mount", str(mp)])
             with open(self.log, "ab") as out:
-                self.proc = subprocess.Popen(
-                    [*nice, "restic", "-r", str(self.repo), "mount", str(mp)], env=self.env,
-                    stdin=subprocess.DEVNULL, stdout=out, stderr=out)
+                self.proc = subprocess.Popen([*nice, *cmd], env=self.env,
+                                             stdin=subprocess.DEVNULL, stdout=out, stderr=out)
         while not is_mounted(mp):
             if self.proc is not None and self.proc.poll() is not None:
                 raise RuntimeError(f"restic mount exited with {self.proc.returncode}")
@@ -287,6 +336,8 @@ class Setup:
             shutil.rmtree(self.work)
         (self.work / "cache" / "home").mkdir(parents=True)
         self.repo, self.mp = self.work / "repo", self.work / "mnt"
+        if tool == "floor":  # no repository: it serves the corpus directory itself
+            self.repo = sources["corpus"]
         self.env = bench_core.tool_env(tool, self.work / "cache")
         self.log = log_dir / f"{tool}.log"
         self.sources = sources
@@ -298,6 +349,8 @@ class Setup:
         self.res.setdefault(key, []).append(value)
 
     def init(self) -> None:
+        if self.tool == "floor":
+            return
         cls = {"repofs": bench_core.Repofs, "borg": bench_core.Borg,
                "restic": bench_core.Restic}[self.tool]
         init = cls(bench_core.Run(self.tool, self.repo, self.work, self.log)).init()
@@ -306,6 +359,8 @@ class Setup:
             raise RuntimeError(f"{self.tool} init failed, see {self.log}")
 
     def create(self, label: str) -> None:
+        if self.tool == "floor":
+            return
         rc, wall, _cpu, rss = bench_core.measure(
             create_cmd(self.tool, self.repo, label, self.sources[label]), self.env, self.log)
         if rc not in (0, 1):
@@ -315,6 +370,9 @@ class Setup:
               flush=True)
 
     def locate(self) -> None:
+        if self.tool == "floor":
+            self.top = {"corpus": Path(".")}
+            return
         dirs = snapshot_dirs(self.tool, self.repo, self.env, list(self.sources), self.log)
         self.top = {label: Path(dirs[label]) / str(src).lstrip("/")
                     for label, src in self.sources.items()}
@@ -351,9 +409,8 @@ def m_tar_corpus(s: Setup) -> None:
     s.note("tar corpus s", wall)
     s.note("tar corpus MiB/s", size / MiB / wall)
     pids = daemon_pids(s.mp) if s.m.proc is None else [s.m.proc.pid]
-    mem = [proc_mem_kib(p) for p in pids]
-    rss = max((r for r, _ in mem), default=0) / 1024
-    hwm = max((h for _, h in mem), default=0) / 1024
+    rss_kib, hwm_kib = serving_memory_kib(pids)
+    rss, hwm = rss_kib / 1024, hwm_kib / 1024
     s.note("daemon RSS MiB", rss)
     s.note("daemon peak RSS MiB", hwm)
     print(f"  {s.tool:7} tar corpus {wall:8.2f} s {size / MiB / wall:.1f} MiB/s, daemon RSS "
@@ -405,7 +462,7 @@ def main() -> int:
     ap.add_argument("--big-files", type=int, default=200_000,
                     help="files in the big snapshot (1000000 for the issue's 1M case)")
     ap.add_argument("--scale", type=float, default=1.0, help="corpus scale if generated")
-    ap.add_argument("--tools", default="repofs,borg,restic")
+    ap.add_argument("--tools", default="repofs,borg,restic,floor")
     ap.add_argument("--keep", action="store_true")
     ap.add_argument("--rounds", type=int, default=1,
                     help="repeat the measurements (not the creates); medians are reported")
@@ -458,7 +515,8 @@ def main() -> int:
     for rnd in range(args.rounds):
         print(f"round {rnd + 1}: load average {os.getloadavg()}", flush=True)
         for name, fn in MEASUREMENTS:
-            each(name, lambda s, fn=fn: s.fresh(lambda: fn(s)))
+            each(name, lambda s, fn=fn, name=name: s.fresh(lambda: fn(s))
+                 if s.tool != "floor" or name in FLOOR_MEASUREMENTS else None)
     results = {t: {k: statistics.median(v) for k, v in s.res.items()} for t, s in setups.items()}
     if not args.keep:
         for s in setups.values():
@@ -488,6 +546,11 @@ def main() -> int:
                           ("dd large MiB/s", "dd bs=1M throughput >= 2x borg mount")):
             a, c = r[key], b[key]
             checks.append((name, a >= 2 * c, f"{a:.1f} vs {c:.1f} MiB/s = {a / c:.2f}x"))
+    f = results.get("floor")
+    if r and b and f:
+        for key in ("tar corpus MiB/s", "dd large MiB/s"):
+            print(f"ceiling on pyfuse3 + trio, {key}: floor/borg = {f[key] / b[key]:.2f}x, "
+                  f"repofs/floor = {r[key] / f[key]:.2f}")
     print()
     for name, ok, detail in checks:
         print(f"{'PASS' if ok else 'FAIL'}  {name}: {detail}")

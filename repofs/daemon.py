@@ -132,6 +132,14 @@ def _daemon(serve: Serve, log_file: str | None, wfd: int) -> None:
         os.write(wfd, READY)
         os.close(wfd)
 
+    def close_in_child() -> None:
+        # a process the daemon forks (chunk decoders) must not hold the pipe open: the
+        # command waits for it to close
+        if not sent:
+            with contextlib.suppress(OSError):
+                os.close(wfd)
+
+    os.register_at_fork(after_in_child=close_in_child)
     code = 0
     try:
         os.chdir("/")

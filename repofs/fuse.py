@@ -40,12 +40,13 @@ import trio
 
 from repofs import daemon
 from repofs.errors import MountFailed, RepofsError
-from repofs.vfs import Attr, SnapshotFS, WouldBlock
+from repofs.vfs import Attr, Chunk, SnapshotFS, WouldBlock
 
 log = logging.getLogger("repofs.mount")
 _THREADS = 16  # blocking requests served at once
 _STORE_LIMIT = 1 << 20  # files up to this size are handed to the page cache when opened
 _TRIM_BYTES = 64 << 20  # give freed heap pages back after fetching this much
+_DECODERS = 2  # processes that decode chunks fetched ahead (vfs.decoder)
 
 
 @dataclass(frozen=True)
@@ -208,7 +209,7 @@ class _Ops(pyfuse3.Operations):
         # pyfuse3 takes any buffer: a read inside one chunk is answered without a copy
         with _errors("read"):
             plan = self.fs.plan_read(fh, off, size)
-            chunks: dict[bytes, bytes] = {}
+            chunks: dict[bytes, Chunk] = {}
             missing = []
             for cid, n in plan.needed():
                 data = self.fs.cache.peek(cid)
@@ -231,7 +232,7 @@ class _Ops(pyfuse3.Operations):
             self.fs.done_reading(plan)
             return out
 
-    async def _fetch(self, cid: bytes, n: int, out: dict[bytes, bytes],
+    async def _fetch(self, cid: bytes, n: int, out: dict[bytes, Chunk],
                      failed: list[tuple[bytes, Exception]]) -> None:
         try:
             out[cid] = await trio.to_thread.run_sync(self.fs.cache.get, cid, n,
@@ -318,6 +319,7 @@ async def _serve(ops: _Ops) -> None:
 def _serve_at(fs: SnapshotFS, mountpoint: str, config: MountConfig,
               ready: Callable[[], None] | None) -> None:
     daemon.tune_malloc()
+    fs.start_decoders(_DECODERS)  # forked now: no threads, no FUSE device yet
     ops = _Ops(fs, ready)
     try:
         pyfuse3.init(ops, mountpoint, fuse_options(config, os.geteuid()))

@@ -104,6 +104,8 @@ def ssh_argv(loc: SshLocation) -> list[str]:
 class SshStore:
     """``WriterStore`` over one ssh connection; requests are serialised by a lock."""
 
+    fork_safe = False  # a forked copy would talk over the same connection
+
     def __init__(self, loc: SshLocation) -> None:
         self.location = loc
         self._lock = threading.Lock()

@@ -121,6 +121,12 @@ class Repository:
     def can_read(self) -> bool:
         return self.keys.reader is not None
 
+    @property
+    def fork_safe(self) -> bool:
+        """Whether a forked copy of this object may read blobs too: true of a local store,
+        which shares no connection (the mount decodes in children, ``vfs.decoder``)."""
+        return bool(getattr(self.store, "fork_safe", False))
+
     # -- whole objects -------------------------------------------------------------------
     def get_verified(self, namespace: str, name: str, kind: str) -> bytes:
         """Read a whole object and check its name is the hash of its bytes."""

@@ -67,6 +67,8 @@ def _check_name(namespace: str, name: str) -> None:
 class LocalStore:
     """A repository directory. Objects live at ``<ns>/<name>`` (packs: ``data/<xx>/<name>``)."""
 
+    fork_safe = True  # a forked copy reads with its own fds (pread: no shared offsets)
+
     def __init__(self, root: Path) -> None:
         self.root = root
         self._root = os.fspath(root)

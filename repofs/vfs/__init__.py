@@ -10,7 +10,7 @@ before they are read), ``fs`` (inodes).
 from repofs.vfs.fs import ROOT, FsStats, SnapshotFS, Source, WouldBlock
 from repofs.vfs.layout import local_time
 from repofs.vfs.nodes import LONG_TTL, SHORT_TTL, Attr, Presentation
-from repofs.vfs.reader import ChunkCache, ReadPlan
+from repofs.vfs.reader import Chunk, ChunkCache, ReadPlan
 
-__all__ = ["LONG_TTL", "ROOT", "SHORT_TTL", "Attr", "ChunkCache", "FsStats", "Presentation",
-           "ReadPlan", "SnapshotFS", "Source", "WouldBlock", "local_time"]
+__all__ = ["LONG_TTL", "ROOT", "SHORT_TTL", "Attr", "Chunk", "ChunkCache", "FsStats",
+           "Presentation", "ReadPlan", "SnapshotFS", "Source", "WouldBlock", "local_time"]

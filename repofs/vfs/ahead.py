@@ -12,12 +12,14 @@ page cache before the reader asks, so reading them needs no round trip.
 
 The fetching runs in a few threads of this object's own, which take their
 jobs from it (a sequential reader's chunks first: the reader waits for
-them; then the walk), so moving many small chunks costs no hand-off between
-threads per chunk. The walk stays a bounded distance ahead of the reader (in
-bytes and files), well inside the chunk cache, so what it fetches is still
-cached when the reader gets there. A fetch that fails is not cached and is
-only logged here: the reader that needs the chunk fetches it again and gets
-the error (EIO naming the object), never wrong data.
+them; then the walk). A walk plans files in steps of up to 32 and fetches
+their chunks in one batch (``ChunkCache.get_many``), which the mount hands
+to decoding processes (``decoder``), so their Python does not hold the
+GIL the FUSE event loop needs. The walk stays a bounded distance ahead of
+the reader (in bytes and files), well inside the chunk cache, so what it
+fetches is still cached when the reader gets there. A fetch that fails is
+not cached and is not reported here: the reader that needs the chunk
+fetches it again and gets the error (EIO naming the object), never wrong data.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 
 from repofs.model import DIR, FILE, Entry
-from repofs.vfs.reader import ChunkCache
+from repofs.vfs.reader import BATCH_MAX, ChunkCache
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +41,9 @@ WALK_FILES = 1024
 FIRST_WALK_FILES = 8  # a new walk's reach, doubled each time the reader meets what it fetched
 FIRST_BYTES = 1024 * 1024  # of each file ahead, the chunks covering this much of its start
 QUEUE_CHUNKS = 64  # queued chunks of sequential readers, at most
+BATCH_CHUNKS = 4  # queued chunks fetched in one batch
+STEP_FILES = 32  # files a walk plans in one step, fetched in one batch
+STEP_BYTES = 1024 * 1024  # ... or fewer, once their chunks come to this much
 IDLE_SECONDS = 5.0  # an idle thread exits after this long; a new job starts one again
 
 FileKey = tuple[bytes, bytes]  # a file's place: the tree id of its directory, its name there
@@ -176,13 +181,21 @@ class ReadAhead:
             self._threads += 1
             threading.Thread(target=self._run, name="repofs-ahead", daemon=True).start()
 
-    def _take(self) -> tuple[bytes, int] | _Walk | None:
-        """The next job (the caller holds the lock): a queued chunk, or a step of the walk."""
-        while self._queue:
-            cid, n = self._queue.popleft()
+    def _take(self) -> list[tuple[bytes, int]] | _Walk | None:
+        """The next job (the caller holds the lock): queued chunks, or a step of the walk."""
+        batch: list[tuple[bytes, int]] = []
+        while self._queue and len(batch) < BATCH_CHUNKS:
+            cid, n = self._queue[0]
+            if batch and n > BATCH_MAX:
+                break  # a large chunk is a job of its own: two threads fetch two at once
+            self._queue.popleft()
             self._queued.discard(cid)
             if not self._cache.busy(cid):
-                return cid, n
+                batch.append((cid, n))
+                if n > BATCH_MAX:
+                    break
+        if batch:
+            return batch
         w = self._walk
         if w is None or not self._ready(w):
             return None
@@ -219,46 +232,57 @@ class ReadAhead:
             if isinstance(job, _Walk):
                 self._step(job)
             else:
-                self._fetch(*job)
+                self._fetch(job)
 
-    def _fetch(self, cid: bytes, n: int) -> None:
+    def _fetch(self, chunks: list[tuple[bytes, int]]) -> None:
         try:
-            self._cache.get(cid, n)
-        except Exception as e:  # the reader that needs it fetches it again and reports
-            log.debug("read-ahead of chunk %s failed: %s", cid.hex(), e)
+            self._cache.get_many(chunks)
+        except Exception as e:  # the reader that needs them fetches them and reports
+            log.debug("read-ahead of %d chunks failed: %s", len(chunks), e)
 
     def _step(self, walk: _Walk) -> None:
-        """Plan the walk's next file and fetch the start of it, in this thread.
+        """Plan the walk's next files, then fetch the start of each in one batch.
 
-        One thread at a time works on a walk, and once far enough ahead it rests until
-        the reader has used half of that: small chunks are decrypted holding the GIL,
-        and fetching them in bursts, rather than one per file the reader opens, keeps
-        the event loop's thread from waiting for the GIL at every request."""
+        One thread at a time plans a walk (it is a generator), and only while the walk
+        is not too far ahead; it lets go before fetching, so the next batch can be
+        planned and fetched by another thread meanwhile. Once far enough ahead the
+        walk rests until the reader has used half of that: fetching in bursts, rather
+        than one file per open, keeps the event loop from waiting at every request."""
+        wanted: list[tuple[bytes, int]] = []
         try:
-            try:
-                key, entry = next(walk.files)
-            except StopIteration:
-                entry = None
-            except Exception as e:  # a damaged tree ends the walk; the reader will see it
-                log.debug("walking ahead of a reader stopped: %s", e)
-                entry = None
-            wanted = head_chunks(entry) if entry is not None else []
-            with self._cond:
-                if entry is None:
-                    walk.done = True
-                    return
-                if walk is not self._walk:
-                    return
-                seq = walk.next_seq
-                walk.next_seq += 1
-                walk.seq[key] = seq
-                walk.planned.append((seq, key, sum(n for _, n in wanted)))
-                walk.ahead_bytes += walk.planned[-1][2]
-            for cid, n in wanted:
-                self._fetch(cid, n)
+            for _ in range(STEP_FILES):
+                try:
+                    key, entry = next(walk.files)
+                except StopIteration:
+                    entry = None
+                except Exception as e:  # a damaged tree ends the walk; the reader will see it
+                    log.debug("walking ahead of a reader stopped: %s", e)
+                    entry = None
+                chunks = head_chunks(entry) if entry is not None else []
+                with self._cond:
+                    if entry is None:
+                        walk.done = True
+                        break
+                    if walk is not self._walk:
+                        return
+                    seq = walk.next_seq
+                    walk.next_seq += 1
+                    walk.seq[key] = seq
+                    nbytes = sum(n for _, n in chunks)
+                    walk.planned.append((seq, key, nbytes))
+                    walk.ahead_bytes += nbytes
+                    wanted.extend(chunks)
+                    if sum(n for _, n in wanted) >= STEP_BYTES or (
+                            walk.ahead_bytes >= walk.max_bytes
+                            or len(walk.planned) >= walk.max_files):
+                        break
         finally:
             with self._cond:
                 walk.busy = False
+                if self._ready(walk):
+                    self._wake()
+        if wanted:
+            self._fetch(wanted)
 
 
 __all__ = ["ReadAhead", "files_after", "head_chunks"]

@@ -35,6 +35,7 @@ from typing import Protocol
 from repofs import spec
 from repofs.model import DIR, FILE, SYMLINK, Entry, Snapshot
 from repofs.vfs.ahead import ReadAhead
+from repofs.vfs.decoder import Decoders
 from repofs.vfs.history import HistoryView, find
 from repofs.vfs.inodes import ROOT, InodeTable
 from repofs.vfs.layout import Layout, contexts
@@ -73,6 +74,11 @@ class Source(Protocol):
     def read_blob(self, blob_id: bytes, blob_type: int) -> bytes: ...
 
     def load_index(self) -> None: ...
+
+    @property
+    def fork_safe(self) -> bool:
+        """Whether a forked copy may read blobs too (no connection to share)."""
+        ...
 
 
 @dataclass
@@ -130,6 +136,7 @@ class SnapshotFS:
         self._trees: OrderedDict[bytes, list[Entry]] = OrderedDict()
         self._trees_lock = threading.Lock()
         self.ahead = ReadAhead(self.cache, self.load_tree)
+        self._decoders: Decoders | None = None
         self._history = HistoryView(source, self.view)
         self._refresh_seconds, self._clock = refresh_seconds, clock
         self._lock = threading.Lock()  # guards the open handles
@@ -375,9 +382,24 @@ class SnapshotFS:
         self.done_reading(plan)
         return data
 
+    def start_decoders(self, processes: int) -> list[int]:
+        """Decode chunks fetched ahead in ``processes`` forked children (``decoder``);
+        their pids. Call before starting threads or opening a FUSE device: a child gets
+        a copy of everything. Nothing is forked where the source cannot be shared."""
+        if processes <= 0 or self._decoders is not None or not self._source.fork_safe:
+            return []
+        source = self._source
+        self._decoders = Decoders(lambda cid: source.read_blob(cid, spec.BLOB_DATA),
+                                  source.load_index, processes)
+        self.cache.fetch_many = self._decoders.decode
+        return self._decoders.pids()
+
     def close(self) -> None:
-        """Stop fetching ahead (the mount is going away)."""
+        """Stop fetching ahead (the mount is going away), and the decoders."""
         self.ahead.close()
+        if self._decoders is not None:
+            self.cache.fetch_many = None
+            self._decoders.close()
 
     def statfs(self) -> FsStats:
         return FsStats(inodes=len(self._inodes))

@@ -15,7 +15,7 @@ import bisect
 import itertools
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from repofs.errors import IntegrityError
@@ -23,6 +23,10 @@ from repofs.model import Entry
 
 CACHE_BYTES = 64 * 1024 * 1024
 READAHEAD_BYTES = 8 * 1024 * 1024
+
+BATCH_MAX = 256 * 1024  # get_many hands chunks up to this size to fetch_many
+Chunk = bytes | memoryview  # a plaintext: its own bytes, or a view of a decoder's batch
+FetchMany = Callable[[Sequence[bytes]], Sequence[Chunk | None] | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +56,7 @@ class ReadPlan:
                 seen.setdefault(p.chunk_id, p.size)
         return list(seen.items())
 
-    def assemble(self, chunks: Mapping[bytes, bytes]) -> bytes | memoryview:
+    def assemble(self, chunks: Mapping[bytes, Chunk]) -> bytes | memoryview:
         """The bytes of the read; a read inside one chunk is a view, not a copy."""
         if len(self.pieces) == 1 and self.pieces[0].chunk_id is not None:
             p = self.pieces[0]
@@ -116,7 +120,7 @@ class _Pending:
 
     def __init__(self) -> None:
         self.done = threading.Event()
-        self.data: bytes | None = None
+        self.data: Chunk | None = None
         self.error: BaseException | None = None
 
 
@@ -125,8 +129,9 @@ class ChunkCache:
 
     def __init__(self, fetch: Callable[[bytes], bytes], max_bytes: int = CACHE_BYTES) -> None:
         self._fetch = fetch
+        self.fetch_many: FetchMany | None = None  # a batch fetcher for get_many (decoders)
         self.max_bytes = max_bytes
-        self._data: OrderedDict[bytes, bytes] = OrderedDict()
+        self._data: OrderedDict[bytes, Chunk] = OrderedDict()
         self._pending: dict[bytes, _Pending] = {}
         self._lock = threading.Lock()
         self.bytes = 0
@@ -134,12 +139,12 @@ class ChunkCache:
         self.fetches = 0
         self.fetched_bytes = 0
 
-    def peek(self, chunk_id: bytes) -> bytes | None:
+    def peek(self, chunk_id: bytes) -> Chunk | None:
         """The chunk if cached; never blocks."""
         with self._lock:
             return self._hit(chunk_id)
 
-    def _hit(self, chunk_id: bytes) -> bytes | None:
+    def _hit(self, chunk_id: bytes) -> Chunk | None:
         """A cached chunk, counted and marked recently used; the caller holds the lock."""
         data = self._data.get(chunk_id)
         if data is not None:
@@ -160,31 +165,32 @@ class ChunkCache:
         with self._lock:
             return chunk_id in self._data or chunk_id in self._pending
 
-    def get(self, chunk_id: bytes, size: int) -> bytes:
-        """The chunk, fetched (blocking) unless cached or already being fetched."""
-        with self._lock:
-            data = self._hit(chunk_id)
-            if data is not None:
-                return data
-            pending = self._pending.get(chunk_id)
-            owner = pending is None
-            if pending is None:
-                pending = self._pending[chunk_id] = _Pending()
-        if not owner:
+    def get(self, chunk_id: bytes, size: int) -> Chunk:
+        """The chunk, fetched (blocking) unless cached or already being fetched. A batch
+        that left it out (``get_many``) is no answer: then it is fetched here."""
+        while True:
+            with self._lock:
+                data = self._hit(chunk_id)
+                if data is not None:
+                    return data
+                pending = self._pending.get(chunk_id)
+                if pending is None:
+                    pending = self._pending[chunk_id] = _Pending()
+                    break
             pending.done.wait()
             if pending.error is not None:
                 raise pending.error
-            assert pending.data is not None
-            return pending.data
+            if pending.data is not None:
+                return pending.data
         try:
             self.fetches += 1
-            data = self._fetch(chunk_id)
-            if len(data) != size:
+            fetched = self._fetch(chunk_id)
+            if len(fetched) != size:
                 raise IntegrityError("chunk", chunk_id.hex(), "size differs from the tree")
-            pending.data = data
-            self.fetched_bytes += len(data)
-            self._insert(chunk_id, data)
-            return data
+            pending.data = fetched
+            self.fetched_bytes += len(fetched)
+            self._insert(chunk_id, fetched)
+            return fetched
         except BaseException as e:
             pending.error = e
             raise
@@ -193,7 +199,55 @@ class ChunkCache:
                 del self._pending[chunk_id]
             pending.done.set()
 
-    def _insert(self, chunk_id: bytes, data: bytes) -> None:
+    def get_many(self, wanted: Sequence[tuple[bytes, int]]) -> None:
+        """Fetch these into the cache unless cached or being fetched already: those up to
+        ``BATCH_MAX`` in one batch where ``fetch_many`` is set, the rest here (a large
+        chunk costs little Python per byte, and its decoding releases the GIL). For
+        read-ahead: what fails is left out and not reported (the reader that needs it
+        fetches it with ``get`` and sees the error)."""
+        mine: list[tuple[bytes, int, _Pending]] = []
+        with self._lock:
+            for cid, n in wanted:
+                if cid not in self._data and cid not in self._pending:
+                    p = self._pending[cid] = _Pending()
+                    mine.append((cid, n, p))
+        if not mine:
+            return
+        left = {cid: p for cid, _, p in mine}
+        try:
+            done: dict[bytes, Chunk | None] = {}
+            many = self.fetch_many
+            small = [cid for cid, n, _ in mine if n <= BATCH_MAX] if many else []
+            if many is not None and small:
+                got = many(small)
+                if got is not None:
+                    done.update(zip(small, got, strict=True))
+            for cid, n, p in mine:  # the rest one after the other, here
+                data = done[cid] if cid in done else self._fetch_quietly(cid)
+                if data is not None and len(data) == n:
+                    p.data = data
+                    self.fetches += 1
+                    self.fetched_bytes += n
+                    self._insert(cid, data)
+                self._settle(cid, p)
+                del left[cid]
+        finally:
+            for cid, p in left.items():
+                self._settle(cid, p)
+
+    def _settle(self, chunk_id: bytes, pending: _Pending) -> None:
+        """The fetch of a chunk is over (with its data or without): wake who waits."""
+        with self._lock:
+            del self._pending[chunk_id]
+        pending.done.set()
+
+    def _fetch_quietly(self, chunk_id: bytes) -> bytes | None:
+        try:
+            return self._fetch(chunk_id)
+        except Exception:
+            return None
+
+    def _insert(self, chunk_id: bytes, data: Chunk) -> None:
         with self._lock:
             if chunk_id in self._data or len(data) > self.max_bytes:
                 return

@@ -248,16 +248,33 @@ def test_corrupted_pack_gives_eio_there_and_correct_data_elsewhere(env: dict,
     assert umount(mnt).returncode == 0
 
 
-def _daemon_pid(mnt: Path) -> int:
+def _mount_pids(mnt: Path) -> dict[int, int]:
+    """pid -> parent pid of the processes serving ``mnt``: the daemon and its decoders."""
+    out = {}
     for proc in Path("/proc").iterdir():
         if proc.name.isdigit():
             try:
                 argv = (proc / "cmdline").read_bytes().split(b"\0")
-            except OSError:
+                ppid = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
                 continue
             if b"mount" in argv and os.fsencode(mnt) in argv:
-                return int(proc.name)
-    raise AssertionError("no mount daemon found")
+                out[int(proc.name)] = ppid
+    return out
+
+
+def _daemon_pid(mnt: Path) -> int:
+    pids = _mount_pids(mnt)
+    daemons = [p for p, parent in pids.items() if parent not in pids]
+    assert len(daemons) == 1, pids
+    return daemons[0]
+
+
+def _state(pid: int) -> str:
+    try:
+        return "(" + Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] + ")"
+    except OSError:
+        return "(gone)"
 
 
 def _rss_mib(pid: int) -> float:
@@ -277,6 +294,8 @@ def test_new_snapshot_appears_memory_stays_bounded_kill_9_and_umount(
     big = base / "big"
     big.mkdir()
     write_random(big / "data.bin", 256 << 20)
+    for i in range(40):  # small files: fetched ahead by the decoders, forked before this
+        (big / f"s{i:02}.txt").write_bytes(os.urandom(100 + i * 50))
     new = cli.create(big)["snapshot"]
     deadline = time.monotonic() + 15
     while new not in os.listdir(mnt / "ids"):  # no remount: listed again every few seconds
@@ -289,8 +308,17 @@ def test_new_snapshot_appears_memory_stays_bounded_kill_9_and_umount(
             assert block == want.read(len(block))
     # 256 MiB read through a 64 MiB chunk cache: memory does not follow what was read
     assert _rss_mib(pid) < 200, _rss_mib(pid)
+    for i in range(40):
+        name = f"s{i:02}.txt"
+        assert (under(mnt / "ids" / new, big) / name).read_bytes() == (big / name).read_bytes()
+    decoders = [p for p, parent in _mount_pids(mnt).items() if parent == pid]
+    assert len(decoders) == 2
     os.kill(pid, signal.SIGKILL)
     time.sleep(0.2)
+    deadline = time.monotonic() + 10
+    while any(Path(f"/proc/{p}").exists() and "(Z)" not in _state(p) for p in decoders):
+        assert time.monotonic() < deadline, "decoders outlived their daemon"
+        time.sleep(0.1)
     with pytest.raises(OSError) as e:
         os.listdir(mnt)
     assert e.value.errno == errno.ENOTCONN
