@@ -169,8 +169,8 @@ def _canonical(path: str | bytes) -> bytes:
     return os.path.join(os.path.realpath(head), tail) if tail else p
 
 
-def mount_type(path: str | bytes) -> str | None:
-    """The file system type mounted at ``path`` (the topmost), or None."""
+def _mounted(path: str | bytes) -> tuple[str, str] | None:
+    """(file system type, device "major:minor") of the topmost mount at ``path``, or None."""
     target = _canonical(path)
     found = None
     with open("/proc/self/mountinfo", "rb") as f:
@@ -179,8 +179,32 @@ def mount_type(path: str | bytes) -> str | None:
             sep = fields.index(b"-")
             point = re.sub(rb"\\([0-7]{3})", lambda m: bytes([int(m.group(1), 8)]), fields[4])
             if point == target:
-                found = fields[sep + 1].decode(errors="replace")
+                found = (fields[sep + 1].decode(errors="replace"), fields[2].decode())
     return found
+
+
+def mount_type(path: str | bytes) -> str | None:
+    """The file system type mounted at ``path`` (the topmost), or None."""
+    found = _mounted(path)
+    return found[0] if found is not None else None
+
+
+def read_ahead(path: str, kib: int) -> bool:
+    """Let the kernel read ahead up to ``kib`` KiB at a time from the file system mounted
+    at ``path``; whether it could be set. FUSE starts at 128 KiB, so a large file is read
+    in 128 KiB requests, each a round trip to the daemon; a larger window makes them 1 MiB
+    (FUSE's largest request). Only root may change it (the mount's entry in
+    /sys/class/bdi); for others the default stays."""
+    found = _mounted(path)
+    if found is None:
+        return False
+    try:
+        with open(f"/sys/class/bdi/{found[1]}/read_ahead_kb", "w") as f:
+            f.write(str(kib))
+    except OSError as e:
+        log.debug("read-ahead of %s stays at the default: %s", path, e)
+        return False
+    return True
 
 
 def unmount(mountpoint: str) -> None:
@@ -204,5 +228,5 @@ def unmount(mountpoint: str) -> None:
                           or f"cannot unmount {mountpoint}")
 
 
-__all__ = ["FSTYPE", "detach", "mount_type", "setup_logging", "trim_malloc", "tune_malloc",
-           "unmount"]
+__all__ = ["FSTYPE", "detach", "mount_type", "read_ahead", "setup_logging", "trim_malloc",
+           "tune_malloc", "unmount"]

@@ -25,15 +25,14 @@ in the background and unmounting are ``repofs.daemon``'s.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import logging
 import os
 import signal
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import cast
+from typing import Literal, cast
 
 import pyfuse3
 import trio
@@ -47,6 +46,7 @@ _THREADS = 16  # blocking requests served at once
 _STORE_LIMIT = 1 << 20  # files up to this size are handed to the page cache when opened
 _TRIM_BYTES = 64 << 20  # give freed heap pages back after fetching this much
 _DECODERS = 2  # processes that decode chunks fetched ahead (vfs.decoder)
+_READ_AHEAD_KIB = 1024  # the kernel's read-ahead window, where it may be set (root)
 
 
 @dataclass(frozen=True)
@@ -86,21 +86,36 @@ def _entry(ino: int, a: Attr) -> pyfuse3.EntryAttributes:
     return e
 
 
-@contextlib.contextmanager
-def _errors(what: str) -> Iterator[None]:
-    """Turn every exception into a FUSEError: the only kind a handler may raise."""
-    try:
-        yield
-    except pyfuse3.FUSEError:
-        raise
-    except OSError as e:
-        raise pyfuse3.FUSEError(e.errno or errno.EIO) from None
-    except RepofsError as e:
-        log.error("%s: %s", what, e)
-        raise pyfuse3.FUSEError(errno.EIO) from None
-    except Exception:
-        log.exception("%s failed", what)
-        raise pyfuse3.FUSEError(errno.EIO) from None
+class _Errors:
+    """Turns every exception into a FUSEError, the only kind a handler may raise. A class
+    (one instance per handler), not a generator: it runs at every request."""
+
+    __slots__ = ("what",)
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, e: BaseException | None,
+                 tb: object) -> Literal[False]:
+        if e is None or isinstance(e, pyfuse3.FUSEError):
+            return False
+        if isinstance(e, OSError):
+            raise pyfuse3.FUSEError(e.errno or errno.EIO) from None
+        if isinstance(e, RepofsError):
+            log.error("%s: %s", self.what, e)
+            raise pyfuse3.FUSEError(errno.EIO) from None
+        if isinstance(e, Exception):
+            log.error("%s failed", self.what, exc_info=e)
+            raise pyfuse3.FUSEError(errno.EIO) from None
+        return False  # KeyboardInterrupt, cancellation: not ours to turn into an errno
+
+
+_ERRORS = {name: _Errors(name) for name in (
+    "lookup", "getattr", "readlink", "listxattr", "getxattr", "statfs", "opendir", "readdir",
+    "releasedir", "open", "release", "read")}
 
 
 def _rofs() -> pyfuse3.FUSEError:
@@ -117,8 +132,10 @@ class _Ops(pyfuse3.Operations):
         self._ready = ready
         self._limiter = trio.CapacityLimiter(_THREADS)
         self._store = True  # notify_store works (the kernel may refuse it)
+        self.initialized = trio.Event()
 
     def init(self) -> None:
+        self.initialized.set()
         if self._ready is not None:  # the kernel's INIT is answered: requests are served
             self._ready()
             self._ready = None
@@ -126,7 +143,7 @@ class _Ops(pyfuse3.Operations):
     # -- names and attributes ---------------------------------------------------------
     async def lookup(self, parent_inode: int, name: bytes,
                      ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
-        with _errors("lookup"):
+        with _ERRORS["lookup"]:
             try:
                 ino, attr = self.fs.lookup(parent_inode, name, block=False)
             except WouldBlock:
@@ -141,23 +158,23 @@ class _Ops(pyfuse3.Operations):
             log.exception("forget failed")
 
     async def getattr(self, inode: int, ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
-        with _errors("getattr"):
+        with _ERRORS["getattr"]:
             return _entry(inode, self.fs.getattr(inode))
 
     async def readlink(self, inode: int, ctx: pyfuse3.RequestContext) -> bytes:
-        with _errors("readlink"):
+        with _ERRORS["readlink"]:
             return self.fs.readlink(inode)
 
     async def listxattr(self, inode: int, ctx: pyfuse3.RequestContext) -> Sequence[bytes]:
-        with _errors("listxattr"):
+        with _ERRORS["listxattr"]:
             return self.fs.listxattr(inode)
 
     async def getxattr(self, inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> bytes:
-        with _errors("getxattr"):
+        with _ERRORS["getxattr"]:
             return self.fs.getxattr(inode, name)
 
     async def statfs(self, ctx: pyfuse3.RequestContext) -> pyfuse3.StatvfsData:
-        with _errors("statfs"):
+        with _ERRORS["statfs"]:
             st = pyfuse3.StatvfsData()
             st.f_bsize = st.f_frsize = 4096
             st.f_blocks = st.f_bfree = st.f_bavail = 0
@@ -168,7 +185,7 @@ class _Ops(pyfuse3.Operations):
 
     # -- directories ------------------------------------------------------------------
     async def opendir(self, inode: int, ctx: pyfuse3.RequestContext) -> int:
-        with _errors("opendir"):
+        with _ERRORS["opendir"]:
             try:
                 return self.fs.opendir(inode, block=False)
             except WouldBlock:
@@ -179,16 +196,16 @@ class _Ops(pyfuse3.Operations):
         def reply(name: bytes, ino: int, attr: Attr, next_id: int) -> bool:
             return pyfuse3.readdir_reply(token, name, _entry(ino, attr), next_id)
 
-        with _errors("readdir"):
+        with _ERRORS["readdir"]:
             self.fs.readdir(fh, start_id, reply)
 
     async def releasedir(self, fh: int) -> None:
-        with _errors("releasedir"):
+        with _ERRORS["releasedir"]:
             self.fs.releasedir(fh)
 
     # -- files ------------------------------------------------------------------------
     async def open(self, inode: int, flags: int, ctx: pyfuse3.RequestContext) -> pyfuse3.FileInfo:
-        with _errors("open"):
+        with _ERRORS["open"]:
             fh = self.fs.open(inode, flags)
             data = self.fs.cached_content(fh, _STORE_LIMIT) if self._store else None
             if data is not None:
@@ -202,12 +219,12 @@ class _Ops(pyfuse3.Operations):
             return pyfuse3.FileInfo(fh=fh, keep_cache=True)
 
     async def release(self, fh: int) -> None:
-        with _errors("release"):
+        with _ERRORS["release"]:
             self.fs.release(fh)
 
     async def read(self, fh: int, off: int, size: int) -> bytes | memoryview:  # type: ignore[override]
         # pyfuse3 takes any buffer: a read inside one chunk is answered without a copy
-        with _errors("read"):
+        with _ERRORS["read"]:
             plan = self.fs.plan_read(fh, off, size)
             chunks: dict[bytes, Chunk] = {}
             missing = []
@@ -308,10 +325,20 @@ async def _trim_now_and_then(fs: SnapshotFS) -> None:
             await trio.to_thread.run_sync(daemon.trim_malloc)
 
 
-async def _serve(ops: _Ops) -> None:
+async def _read_ahead_more(ops: _Ops, mountpoint: str) -> None:
+    """Widen the kernel's read-ahead once mounted: the INIT reply, sent after ``init``
+    returns, sets it back to 128 KiB."""
+    await ops.initialized.wait()
+    await trio.sleep(0)  # the reply is written before this task runs again
+    if daemon.read_ahead(mountpoint, _READ_AHEAD_KIB):
+        log.debug("read-ahead %d KiB", _READ_AHEAD_KIB)
+
+
+async def _serve(ops: _Ops, mountpoint: str) -> None:
     async with trio.open_nursery() as nursery:
         nursery.start_soon(_on_signals)
         nursery.start_soon(_trim_now_and_then, ops.fs)
+        nursery.start_soon(_read_ahead_more, ops, mountpoint)
         await pyfuse3.main()
         nursery.cancel_scope.cancel()
 
@@ -327,7 +354,7 @@ def _serve_at(fs: SnapshotFS, mountpoint: str, config: MountConfig,
         raise MountFailed(f"cannot mount on {mountpoint}: {e}") from None
     log.info("serving %s", mountpoint)
     try:
-        trio.run(_serve, ops)
+        trio.run(_serve, ops, mountpoint)
     finally:
         fs.close()
         pyfuse3.close(unmount=daemon.mount_type(mountpoint) is not None)

@@ -365,6 +365,9 @@ class SnapshotFS:
             f = self._files[fh]
         if not 0 < f.entry.size <= limit:
             return None
+        parts = f.entry.parts
+        if len(parts) == 1 and parts[0].chunk_id is not None and parts[0].size == f.entry.size:
+            return self.cache.peek(parts[0].chunk_id)  # most small files: one chunk, as is
         pieces, _ = f.pieces(0, f.entry.size)
         chunks = {}
         for p in pieces:
