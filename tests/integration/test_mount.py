@@ -395,3 +395,13 @@ def test_tar_through_the_mount_reads_every_byte_as_stored(env: dict) -> None:
             p = Path(dirpath) / name
             if p.is_file() and not p.is_symlink():
                 assert (mine / p.relative_to(env["src"])).read_bytes() == p.read_bytes(), p
+
+
+def test_a_root_mount_reads_ahead_a_mib_at_a_time(env: dict) -> None:
+    # FUSE starts at 128 KiB; the daemon (root here) widens it once the mount is up
+    dev = os.stat(env["mnt"]).st_dev
+    path = Path(f"/sys/class/bdi/{os.major(dev)}:{os.minor(dev)}/read_ahead_kb")
+    deadline = time.monotonic() + 5
+    while path.read_text().strip() != "1024":
+        assert time.monotonic() < deadline, path.read_text()
+        time.sleep(0.05)

@@ -9,7 +9,7 @@ import pyfuse3
 import pytest
 
 from repofs.errors import IntegrityError
-from repofs.fuse import MountConfig, _errors, fuse_options
+from repofs.fuse import _ERRORS, MountConfig, fuse_options
 
 
 def test_mount_options_are_read_only_and_checked_by_the_kernel() -> None:
@@ -29,8 +29,12 @@ def test_only_fuse_errors_leave_a_handler(caplog: pytest.LogCaptureFixture) -> N
         (ValueError("a bug"), errno.EIO),
     ]
     for exc, want in cases:
-        with pytest.raises(pyfuse3.FUSEError) as e, _errors("read"):
+        with pytest.raises(pyfuse3.FUSEError) as e, _ERRORS["read"]:
             raise exc
         assert e.value.errno == want
+    with pytest.raises(KeyboardInterrupt), _ERRORS["read"]:  # not an errno: passes through
+        raise KeyboardInterrupt
+    with _ERRORS["read"]:
+        pass
     assert f"pack {'ab' * 32} is corrupt or tampered" in caplog.text  # names the object
     assert "read failed" in caplog.text and "ValueError: a bug" in caplog.text
