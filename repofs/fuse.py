@@ -43,7 +43,6 @@ from repofs.vfs import Attr, Chunk, SnapshotFS, WouldBlock
 
 log = logging.getLogger("repofs.mount")
 _THREADS = 16  # blocking requests served at once
-_STORE_LIMIT = 1 << 20  # files up to this size are handed to the page cache when opened
 _TRIM_BYTES = 64 << 20  # give freed heap pages back after fetching this much
 _DECODERS = 2  # processes that decode chunks fetched ahead (vfs.decoder)
 _READ_AHEAD_KIB = 1024  # the kernel's read-ahead window, where it may be set (root)
@@ -207,16 +206,26 @@ class _Ops(pyfuse3.Operations):
     async def open(self, inode: int, flags: int, ctx: pyfuse3.RequestContext) -> pyfuse3.FileInfo:
         with _ERRORS["open"]:
             fh = self.fs.open(inode, flags)
-            data = self.fs.cached_content(fh, _STORE_LIMIT) if self._store else None
-            if data is not None:
-                # fetched ahead of a tree walker: hand it to the page cache now, and its
-                # reads need no round trips
-                try:
-                    pyfuse3.notify_store(inode, 0, cast(bytes, data))  # takes any buffer
-                except OSError as e:
-                    log.info("the kernel refuses data ahead of reads (%s)", e)
-                    self._store = False
+            data = self.fs.content_now(fh) if self._store else None
+            if data is not None:  # fetched ahead: its reads need no round trips now
+                self._push(inode, data)
             return pyfuse3.FileInfo(fh=fh, keep_cache=True)
+
+    def _push(self, inode: int, data: Chunk) -> bool:
+        """Hand a file's content to the kernel's page cache. The kernel makes this wait for
+        reads of the same pages still to be answered, by this thread: so only content that
+        ``SnapshotFS.content_now`` gives out (no such read can be pending)."""
+        if not self._store:
+            return False
+        try:
+            pyfuse3.notify_store(inode, 0, cast(bytes, data))  # takes any buffer
+        except OSError as e:
+            if e.errno == errno.ENOENT:  # the kernel forgot the inode meanwhile
+                return False
+            log.info("the kernel refuses data ahead of reads (%s)", e)
+            self._store = False
+            return False
+        return True
 
     async def release(self, fh: int) -> None:
         with _ERRORS["release"]:

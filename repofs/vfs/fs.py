@@ -51,9 +51,11 @@ from repofs.vfs.nodes import (
     layout_attr,
     stored_attr,
 )
-from repofs.vfs.reader import CACHE_BYTES, ChunkCache, OpenFile, ReadPlan
+from repofs.vfs.reader import CACHE_BYTES, Chunk, ChunkCache, OpenFile, ReadPlan
 
 REFRESH_SECONDS = 3.0
+PUSH_LIMIT = 1 << 20  # files up to this size are handed to the page cache when opened
+_PUSHED = 1 << 18  # inodes remembered as handed on (forgotten all at once beyond)
 TREES = 512  # loaded trees kept, so lookups and listings in them need no repository read
 _ACL_XATTRS = (b"system.posix_acl_access", b"system.posix_acl_default")
 log = logging.getLogger(__name__)
@@ -137,6 +139,8 @@ class SnapshotFS:
         self._trees_lock = threading.Lock()
         self.ahead = ReadAhead(self.cache, self.load_tree)
         self._decoders: Decoders | None = None
+        self._pushed: set[int] = set()  # inodes whose content content_now gave out
+        self._open_inos: dict[int, int] = {}  # inode -> its open handles
         self._history = HistoryView(source, self.view)
         self._refresh_seconds, self._clock = refresh_seconds, clock
         self._lock = threading.Lock()  # guards the open handles
@@ -319,15 +323,36 @@ class SnapshotFS:
         s = self._inodes.spec(ino)
         if not isinstance(s, Stored) or s.entry.type != FILE:
             raise IsADirectoryError(errno.EISDIR, "not a regular file")
-        f = OpenFile(s.entry, _Label(self._inodes.path, ino, s.ctx.id))
+        f = OpenFile(s.entry, _Label(self._inodes.path, ino, s.ctx.id), ino)
         with self._lock:
             fh = next(self._handles)
             self._files[fh] = f
+            opened = self._open_inos.get(ino, 0)
+            self._open_inos[ino] = opened + 1
+            f.alone = opened == 0
         found = self._inodes.parent(ino)
         if found is not None and isinstance(found[0], Stored) and found[0].entry.subtree:
             # tar, cp -a and rsync open the files that follow next
             self.ahead.opened((found[0].entry.subtree, found[1]), lambda: self.place(ino))
         return fh
+
+    def content_now(self, fh: int) -> Chunk | None:
+        """The content of a file just opened, for the open handler itself to hand to the
+        page cache: if it is small, cached, not handed on already, and no other handle of
+        it was open. Only then may a handler do it: the kernel makes the hand-over wait
+        for reads of the same pages still to be answered, and with no other handle open
+        none can be pending (a file's RELEASE comes after its last READ)."""
+        with self._lock:
+            f = self._files[fh]
+        if not f.alone or f.ino in self._pushed or not 0 < f.entry.size <= PUSH_LIMIT:
+            return None
+        data = self._content(f.entry, f.label)
+        if data is not None:
+            with self._lock:
+                if len(self._pushed) >= _PUSHED:
+                    self._pushed.clear()
+                self._pushed.add(f.ino)
+        return data
 
     def place(self, ino: int) -> list[tuple[bytes, bytes]]:
         """Where a stored entry is: (tree id of its directory, its name there), then the same
@@ -342,7 +367,13 @@ class SnapshotFS:
 
     def release(self, fh: int) -> None:
         with self._lock:
-            self._files.pop(fh, None)
+            f = self._files.pop(fh, None)
+            if f is not None:
+                left = self._open_inos.get(f.ino, 1) - 1
+                if left > 0:
+                    self._open_inos[f.ino] = left
+                else:
+                    self._open_inos.pop(f.ino, None)
 
     def plan_read(self, fh: int, offset: int, size: int) -> ReadPlan:
         """Which chunks a read needs; fetching them is the caller's (``read`` does it).
@@ -360,15 +391,19 @@ class SnapshotFS:
 
     def cached_content(self, fh: int, limit: int = 1 << 20) -> bytes | memoryview | None:
         """The whole file if it is at most ``limit`` bytes and its chunks are all cached
-        (never blocks): worth handing to the kernel before it asks."""
+        (never blocks)."""
         with self._lock:
             f = self._files[fh]
         if not 0 < f.entry.size <= limit:
             return None
-        parts = f.entry.parts
-        if len(parts) == 1 and parts[0].chunk_id is not None and parts[0].size == f.entry.size:
+        return self._content(f.entry, f.label)
+
+    def _content(self, entry: Entry, label: object) -> Chunk | None:
+        parts = entry.parts
+        if len(parts) == 1 and parts[0].chunk_id is not None and parts[0].size == entry.size:
             return self.cache.peek(parts[0].chunk_id)  # most small files: one chunk, as is
-        pieces, _ = f.pieces(0, f.entry.size)
+        f = OpenFile(entry, label)
+        pieces, _ = f.pieces(0, entry.size)
         chunks = {}
         for p in pieces:
             if p.chunk_id is not None:
@@ -376,7 +411,7 @@ class SnapshotFS:
                 if data is None:
                     return None
                 chunks[p.chunk_id] = data
-        return ReadPlan(f.label, pieces).assemble(chunks)
+        return ReadPlan(label, pieces).assemble(chunks)
 
     def read(self, fh: int, offset: int, size: int) -> bytes | memoryview:
         """Read with blocking fetches, one chunk after the other."""

@@ -73,9 +73,11 @@ class ReadPlan:
 class OpenFile:
     """An open file: its parts with their offsets, and where the last read ended."""
 
-    def __init__(self, entry: Entry, label: object) -> None:
+    def __init__(self, entry: Entry, label: object, ino: int = 0) -> None:
         self.entry = entry
         self.label = label
+        self.ino = ino
+        self.alone = False  # no other handle of the inode was open when this one was
         self.offsets = list(itertools.accumulate((p.size for p in entry.parts), initial=0))
         self._next = 0
 
