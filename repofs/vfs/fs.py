@@ -320,7 +320,7 @@ class SnapshotFS:
     def open(self, ino: int, flags: int) -> int:
         if flags & (os.O_WRONLY | os.O_RDWR | os.O_TRUNC):
             raise OSError(errno.EROFS, "read-only file system")
-        s = self._inodes.spec(ino)
+        s, found = self._inodes.spec_and_parent(ino)
         if not isinstance(s, Stored) or s.entry.type != FILE:
             raise IsADirectoryError(errno.EISDIR, "not a regular file")
         f = OpenFile(s.entry, _Label(self._inodes.path, ino, s.ctx.id), ino)
@@ -330,7 +330,6 @@ class SnapshotFS:
             opened = self._open_inos.get(ino, 0)
             self._open_inos[ino] = opened + 1
             f.alone = opened == 0
-        found = self._inodes.parent(ino)
         if found is not None and isinstance(found[0], Stored) and found[0].entry.subtree:
             # tar, cp -a and rsync open the files that follow next
             self.ahead.opened((found[0].entry.subtree, found[1]), lambda: self.place(ino))

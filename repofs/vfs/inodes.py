@@ -121,12 +121,17 @@ class InodeTable:
 
     def parent(self, ino: int) -> tuple[Spec, bytes] | None:
         """The spec of the directory ``ino`` was found in, and its name there."""
+        return self.spec_and_parent(ino)[1]
+
+    def spec_and_parent(self, ino: int) -> tuple[Spec, tuple[Spec, bytes] | None]:
+        """``spec(ino)`` and ``parent(ino)`` at once (opening a file needs both)."""
         with self._lock:
             node = self._get(ino)
-            parent = self._nodes.get(node.key[0]) if isinstance(node.key[0], int) else None
-            if parent is None or not isinstance(node.key[1], bytes):
-                return None
-            return parent.spec, node.key[1]
+            key = node.key
+            parent = self._nodes.get(key[0]) if isinstance(key[0], int) else None
+            if parent is None or not isinstance(key[1], bytes):
+                return node.spec, None
+            return node.spec, (parent.spec, key[1])
 
     def ancestry(self, ino: int) -> list[tuple[Spec, bytes]]:
         """The directory ``ino`` was found in and its name there, then the same for that

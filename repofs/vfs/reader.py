@@ -73,12 +73,16 @@ class ReadPlan:
 class OpenFile:
     """An open file: its parts with their offsets, and where the last read ended."""
 
+    __slots__ = ("_next", "alone", "entry", "ino", "label", "offsets")
+
     def __init__(self, entry: Entry, label: object, ino: int = 0) -> None:
         self.entry = entry
         self.label = label
         self.ino = ino
         self.alone = False  # no other handle of the inode was open when this one was
-        self.offsets = list(itertools.accumulate((p.size for p in entry.parts), initial=0))
+        parts = entry.parts
+        self.offsets = [0, parts[0].size] if len(parts) == 1 else \
+            list(itertools.accumulate((p.size for p in parts), initial=0))
         self._next = 0
 
     def pieces(self, offset: int, size: int) -> tuple[list[Piece], int]:
@@ -120,8 +124,8 @@ class OpenFile:
 class _Pending:
     __slots__ = ("data", "done", "error")
 
-    def __init__(self) -> None:
-        self.done = threading.Event()
+    def __init__(self, done: threading.Event | None = None) -> None:
+        self.done = done or threading.Event()  # chunks fetched in one batch share one
         self.data: Chunk | None = None
         self.error: BaseException | None = None
 
@@ -207,35 +211,46 @@ class ChunkCache:
         chunk costs little Python per byte, and its decoding releases the GIL). For
         read-ahead: what fails is left out and not reported (the reader that needs it
         fetches it with ``get`` and sees the error)."""
+        many = self.fetch_many
+        batch = threading.Event()
         mine: list[tuple[bytes, int, _Pending]] = []
         with self._lock:
             for cid, n in wanted:
                 if cid not in self._data and cid not in self._pending:
-                    p = self._pending[cid] = _Pending()
+                    p = self._pending[cid] = _Pending(
+                        batch if many is not None and n <= BATCH_MAX else None)
                     mine.append((cid, n, p))
         if not mine:
             return
-        left = {cid: p for cid, _, p in mine}
+        small = [(cid, n, p) for cid, n, p in mine if p.done is batch]
         try:
-            done: dict[bytes, Chunk | None] = {}
-            many = self.fetch_many
-            small = [cid for cid, n, _ in mine if n <= BATCH_MAX] if many else []
-            if many is not None and small:
-                got = many(small)
-                if got is not None:
-                    done.update(zip(small, got, strict=True))
-            for cid, n, p in mine:  # the rest one after the other, here
-                data = done[cid] if cid in done else self._fetch_quietly(cid)
-                if data is not None and len(data) == n:
-                    p.data = data
-                    self.fetches += 1
-                    self.fetched_bytes += n
-                    self._insert(cid, data)
-                self._settle(cid, p)
-                del left[cid]
+            got = many([cid for cid, _, _ in small]) if many is not None and small else None
+            for i, (cid, n, p) in enumerate(small):  # a batch: its readers are woken at once
+                data = got[i] if got is not None else self._fetch_quietly(cid)
+                self._keep(cid, n, p, data)
         finally:
-            for cid, p in left.items():
+            with self._lock:
+                for cid, _, _ in small:
+                    del self._pending[cid]
+            batch.set()
+        rest = [(cid, n, p) for cid, n, p in mine if p.done is not batch]
+        settled = 0
+        try:
+            for cid, n, p in rest:  # one after the other, here; each reader woken at once
+                self._keep(cid, n, p, self._fetch_quietly(cid))
                 self._settle(cid, p)
+                settled += 1
+        finally:
+            for cid, _, p in rest[settled:]:
+                self._settle(cid, p)
+
+    def _keep(self, chunk_id: bytes, size: int, pending: _Pending, data: Chunk | None) -> None:
+        """A fetched chunk to cache and hand to waiting readers, if it has the right size."""
+        if data is not None and len(data) == size:
+            pending.data = data
+            self.fetches += 1
+            self.fetched_bytes += size
+            self._insert(chunk_id, data)
 
     def _settle(self, chunk_id: bytes, pending: _Pending) -> None:
         """The fetch of a chunk is over (with its data or without): wake who waits."""
