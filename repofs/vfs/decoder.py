@@ -108,15 +108,22 @@ class Decoders:
         self._alive = 0
         self._closed = False
         self._procs: list[multiprocessing.process.BaseProcess] = []
-        for _ in range(processes):
-            mine, theirs = ctx.Pipe()
-            p = ctx.Process(target=_serve, args=(theirs, [*self._free, mine], fetch, refresh),
-                            name="repofs-decoder", daemon=True)
-            p.start()
-            theirs.close()
-            self._free.append(mine)
-            self._procs.append(p)
-            self._alive += 1
+        try:
+            for _ in range(processes):
+                mine, theirs = ctx.Pipe()
+                p = ctx.Process(target=_serve,
+                                args=(theirs, [*self._free, mine], fetch, refresh),
+                                name="repofs-decoder", daemon=True)
+                try:
+                    p.start()
+                finally:
+                    theirs.close()
+                self._free.append(mine)
+                self._procs.append(p)
+                self._alive += 1
+        except BaseException:  # a fork failed: the children started go again
+            self.close()
+            raise
 
     @property
     def alive(self) -> bool:

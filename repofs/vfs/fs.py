@@ -423,11 +423,16 @@ class SnapshotFS:
         """Decode chunks fetched ahead in ``processes`` forked children (``decoder``);
         their pids. Call before starting threads or opening a FUSE device: a child gets
         a copy of everything. Nothing is forked where the source cannot be shared."""
-        if processes <= 0 or self._decoders is not None or not self._source.fork_safe:
+        if processes <= 0 or self._decoders is not None \
+                or not getattr(self._source, "fork_safe", False):  # unsaid: not safe
             return []
         source = self._source
-        self._decoders = Decoders(lambda cid: source.read_blob(cid, spec.BLOB_DATA),
-                                  source.load_index, processes)
+        try:
+            self._decoders = Decoders(lambda cid: source.read_blob(cid, spec.BLOB_DATA),
+                                      source.load_index, processes)
+        except OSError as e:  # no fork (out of memory, a process limit): decode here
+            log.warning("cannot start the decoding processes (%s); decoding in threads", e)
+            return []
         self.cache.fetch_many = self._decoders.decode
         return self._decoders.pids()
 

@@ -638,3 +638,51 @@ def test_history_directories_hide_what_any_snapshot_hid(repo: FakeRepo) -> None:
     assert (secret.uid, secret.mode & 0o777) == (0, 0o700)  # 0700 once, 0755 later
     _, f = walk(fs, b"history", b"home", b"f")
     assert f.mode & 0o777 == 0o555 and f.uid == 1000  # readable files: listable versions
+
+
+class ForkableRepo(FakeRepo):
+    fork_safe = True
+
+
+def test_decoding_processes_serve_the_walk_ahead_and_go_with_close() -> None:
+    repo = ForkableRepo()
+    files = [file(repo, b"f%02d" % i, b"content %d" % i) for i in range(40)]
+    fs = SnapshotFS(repo, snapshot=repo.snapshot(files))
+    pids = fs.start_decoders(2)
+    try:
+        assert len(pids) == 2 and all(os.path.exists(f"/proc/{p}") for p in pids)
+        first = fs.lookup(ROOT, b"f00")[0]
+        fs.release(fs.open(first, 0))  # a walk starts: the next files' chunks, decoded there
+        nxt = files[FIRST_WALK_FILES - 1].parts[0].chunk_id  # within a new walk's reach
+        assert nxt is not None
+        _wait_for(lambda: fs.cache.peek(nxt) is not None)
+        assert repo.blob_reads[nxt] == 0  # read by a child, with its copy of the repository
+        for i, e in enumerate(files):
+            fh = fs.open(fs.lookup(ROOT, e.name)[0], 0)
+            assert bytes(fs.read(fh, 0, 100)) == b"content %d" % i
+            fs.release(fh)
+    finally:
+        fs.close()
+    for p in pids:
+        with pytest.raises(ChildProcessError):
+            os.waitpid(p, os.WNOHANG)
+
+
+def test_no_decoding_processes_for_a_source_that_cannot_be_forked_or_when_fork_fails(
+        repo: FakeRepo, monkeypatch: pytest.MonkeyPatch) -> None:
+    fs = SnapshotFS(repo, snapshot=repo.snapshot([file(repo, b"f", b"x")]))
+    assert fs.start_decoders(2) == []  # FakeRepo is not fork-safe (as an ssh repository)
+    fs.close()
+
+    def no_fork(*_a: object, **_k: object) -> None:
+        raise OSError(errno.EAGAIN, "Resource temporarily unavailable")
+
+    monkeypatch.setattr("repofs.vfs.fs.Decoders", no_fork)
+    forkable = ForkableRepo()
+    fs = SnapshotFS(forkable, snapshot=forkable.snapshot([file(forkable, b"f", b"x")]))
+    try:
+        assert fs.start_decoders(2) == []
+        fh = fs.open(fs.lookup(ROOT, b"f")[0], 0)
+        assert bytes(fs.read(fh, 0, 10)) == b"x"  # decoded here instead
+    finally:
+        fs.close()
