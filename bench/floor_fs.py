@@ -12,7 +12,15 @@ Its times are the fastest a mount built on pyfuse3 + trio can be on this
 machine, which bounds what repofs (built on them, as the design fixes) can
 reach against borg and restic.
 
-Usage: floor_fs.py MOUNTPOINT DIRECTORY  (stays in the foreground; fusermount3 -u)
+``--no-open`` estimates what the kernel's no-open mode would save, which a
+pyfuse3 file system cannot use (its ``read`` is given the file handle, which
+is 0 for every file in that mode, and not the inode): OPEN is refused with
+ENOSYS, so the kernel sends no OPEN and no RELEASE at all, and each directory's
+files are handed to the page cache right after it is listed. A read that still
+reaches the file system fails with EIO and is counted (printed at unmount):
+an estimate, not a file system to use.
+
+Usage: floor_fs.py [--no-open] MOUNTPOINT DIRECTORY  (foreground; fusermount3 -u)
 """
 
 from __future__ import annotations
@@ -113,14 +121,55 @@ class FloorOps(pyfuse3.Operations):
         os.close(self.fds.pop(fh))
 
 
+class NoOpenOps(FloorOps):
+    """FloorOps in the kernel's no-open mode (see the module's docstring)."""
+
+    def __init__(self, tree: Tree) -> None:
+        super().__init__(tree)
+        self.failed_reads = 0
+
+    async def open(self, inode: int, flags: int, ctx: pyfuse3.RequestContext) -> pyfuse3.FileInfo:
+        raise pyfuse3.FUSEError(errno.ENOSYS)
+
+    async def read(self, fh: int, off: int, size: int) -> bytes:
+        self.failed_reads += 1  # fh is 0 for every file: which one is not known
+        raise pyfuse3.FUSEError(errno.EIO)
+
+    async def readdir(self, fh: int, start_id: int, token: pyfuse3.ReaddirToken) -> None:
+        listing = self.tree.listings[fh]
+        listed = []
+        for i in range(start_id, len(listing)):
+            name, ino = listing[i]
+            if not pyfuse3.readdir_reply(token, name, self.tree.attr(ino), i + 1):
+                break
+            listed.append(ino)
+        if listed:  # after the reply: the kernel knows the inodes then
+            trio.lowlevel.spawn_system_task(self._store, listed)
+
+    async def _store(self, inodes: list[int]) -> None:
+        for ino in inodes:
+            st = self.tree.stats[ino]
+            if stat.S_ISREG(st.st_mode) and st.st_size:
+                with open(self.tree.paths[ino], "rb") as f:
+                    data = f.read()
+                try:
+                    pyfuse3.notify_store(ino, 0, data)
+                except OSError:
+                    pass
+
+
 def main() -> None:
-    mountpoint, root = sys.argv[1], sys.argv[2]
-    ops = FloorOps(Tree(os.path.abspath(root)))
+    no_open = sys.argv[1] == "--no-open"
+    mountpoint, root = sys.argv[1 + no_open], sys.argv[2 + no_open]
+    tree = Tree(os.path.abspath(root))
+    ops = NoOpenOps(tree) if no_open else FloorOps(tree)
     pyfuse3.init(ops, mountpoint, {"fsname=floor", "ro", "default_permissions"})
     try:
         trio.run(pyfuse3.main)
     finally:
         pyfuse3.close()
+        if isinstance(ops, NoOpenOps):
+            print(f"reads refused: {ops.failed_reads}", file=sys.stderr)
 
 
 if __name__ == "__main__":
