@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 from repofs_cli import output
 from repofs_cli.common import json_option, open_repo, repo_option
+from repofs_cli.outcome import Outcome
 
 from repofs import audit
 from repofs.chain import HeadsGuard
@@ -39,7 +40,7 @@ def _share(ctx: click.Context, param: click.Parameter, value: str | None) -> flo
                    "is readable in clear (for the storage host; local paths only).")
 @json_option
 def check(repo: Path, read_data: bool, subset: float | None, storage_only: bool,
-          as_json: bool) -> int:
+          as_json: bool) -> Outcome:
     """Check that every snapshot, the history, every tree and every chunk are intact.
 
     Prints one line per problem, naming the object and the snapshots it
@@ -83,7 +84,7 @@ def check(repo: Path, read_data: bool, subset: float | None, storage_only: bool,
         else:
             click.echo(f"{len(report.problems)} problem{'s' if len(report.problems) > 1 else ''}"
                        f" found ({counts})")
-    return 0 if report.intact else 2
+    return Outcome.OK if report.intact else Outcome.FAILED
 
 
 COMMANDS = [check]

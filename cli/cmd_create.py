@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 from repofs_cli import output
 from repofs_cli.common import json_option, open_repo, repo_option
+from repofs_cli.outcome import Outcome
 
 from repofs import audit
 from repofs.archiver import Archiver, CreateOptions, CreateStats
@@ -42,7 +43,7 @@ from repofs.session import WriteSession
 def create(repo: Path, paths: tuple[Path, ...], excludes: tuple[str, ...],
            exclude_from: tuple[Path, ...], exclude_caches: bool, one_file_system: bool,
            tags: tuple[str, ...], host: str | None, name: str | None, stdin_name: str | None,
-           stdin_from_command: bool, compression: str, no_cache: bool, as_json: bool) -> int:
+           stdin_from_command: bool, compression: str, no_cache: bool, as_json: bool) -> Outcome:
     """Back up PATHS (or stdin, or a command's output) as a new snapshot.
 
     \b
@@ -114,7 +115,7 @@ def create(repo: Path, paths: tuple[Path, ...], excludes: tuple[str, ...],
                    f"{output.human_size(st.bytes_read)}, new data "
                    f"{output.human_size(ws.bytes_new_raw)}, added to repository "
                    f"{output.human_size(ws.bytes_stored)}")
-    return 1 if st.warnings else 0
+    return Outcome.WARNINGS if st.warnings else Outcome.OK
 
 
 COMMANDS = [create]

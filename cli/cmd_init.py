@@ -33,7 +33,7 @@ def init(repo: Path, as_json: bool) -> None:
     audit.event("init", repo=r.id, key=r.keys.key_name, path=repo.absolute(),
                 admin_key=admin_key)
     if admin_key is None:
-        output.warn("no admin passphrase (REPOFS_ADMIN_PASSPHRASE): this repository has no "
+        output.note("no admin passphrase (REPOFS_ADMIN_PASSPHRASE): this repository has no "
                     "admin key, so snapshots can never be forgotten or pruned")
     if as_json:
         output.emit_json({"repository": str(repo), "id": r.id, "key": r.keys.key_name,

@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 from repofs_cli import output
 from repofs_cli.common import json_option, open_repo, repo_option
+from repofs_cli.outcome import Outcome
 
 from repofs import audit
 from repofs.model import DIR
@@ -29,7 +30,7 @@ from repofs.restorer import RestoreOptions, Restorer, RestoreStats, dump
               help="Restore stored uid/gid numbers, not the local ids of stored names.")
 @json_option
 def restore(repo: Path, snapshot: str, target: Path, includes: tuple[str, ...],
-            excludes: tuple[str, ...], numeric_ids: bool, as_json: bool) -> int:
+            excludes: tuple[str, ...], numeric_ids: bool, as_json: bool) -> Outcome:
     """Restore SNAPSHOT (or PATH inside it) into --target.
 
     A directory's contents are restored into the target; a single file is
@@ -67,7 +68,7 @@ def restore(repo: Path, snapshot: str, target: Path, includes: tuple[str, ...],
         click.echo(f"restored {stats.files} files, {stats.dirs} dirs, {stats.others} other "
                    f"({output.human_size(stats.bytes_written)}) from {snap.short_id} "
                    f"to {target}")
-    return 1 if stats.warnings else 0
+    return Outcome.WARNINGS if stats.warnings else Outcome.OK
 
 
 @click.command("dump")

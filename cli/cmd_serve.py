@@ -6,6 +6,8 @@ import os
 import sys
 
 import click
+from repofs_cli import output
+from repofs_cli.outcome import Outcome
 
 from repofs import audit
 from repofs.server import Server, ServeRefused, select_path
@@ -18,7 +20,7 @@ from repofs.server import Server, ServeRefused, select_path
 @click.option("--immutable", is_flag=True,
               help="Set the immutable flag (chattr +i) on every object once it is complete; "
                    "refuse to start without CAP_LINUX_IMMUTABLE.")
-def serve(path: str | None, restrict: str | None, immutable: bool) -> int:
+def serve(path: str | None, restrict: str | None, immutable: bool) -> Outcome:
     """Serve the repository at PATH over standard input and output, append-only.
 
     Meant as an SSH forced command in authorized_keys:
@@ -38,12 +40,12 @@ def serve(path: str | None, restrict: str | None, immutable: bool) -> int:
         server.prepare()
     except ServeRefused as e:
         audit.refusal("serve", reason="start", detail=str(e)[:300])
-        click.echo(f"repofs serve: error: {e}", err=True)
-        return 2
+        output.error(f"serve: {e}")
+        return Outcome.FAILED
     try:
-        return server.run()
+        return Outcome.OK if server.run() else Outcome.FAILED
     except BrokenPipeError:
-        return 0  # the client went away
+        return Outcome.OK  # the client went away
 
 
 COMMANDS = [serve]

@@ -11,6 +11,7 @@ import click
 from repofs_cli import output, passphrase
 
 from repofs.chain import HeadsGuard
+from repofs.damage import DamageLog
 from repofs.location import RepoLocation, is_remote
 from repofs.repository import Repository
 
@@ -75,10 +76,9 @@ def open_repo(path: RepoLocation, index: bool = True, admin: bool = False) -> Re
     the heads this client saw before (repofs.chain), and damage found on the way is shown.
     ``admin``: an admin command, whose passphrase comes from REPOFS_ADMIN_* first."""
     secret = passphrase.admin() if admin else passphrase.get()
-    repo = Repository.open(path, secret, index=index)
+    repo = Repository.open(path, secret, index=index,
+                           damage=DamageLog(lambda d: output.warn(d.line())))
     ctx = click.get_current_context(silent=True)
     accept = bool(ctx is not None and ctx.meta.get("repofs.accept_rollback"))
     repo.snapshots.guard = HeadsGuard(repo.id, accept_rollback=accept, warn=output.warn)
-    for _name, e in sorted(repo.damaged_segments.items()):
-        output.warn(f"{e} (skipped: planted by a writer, or damaged; see repofs check)")
     return repo

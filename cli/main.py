@@ -1,8 +1,11 @@
 """Entry point: the command group, global options, and the one place exit codes are chosen.
 
-Exit codes: 0 success; 1 finished with warnings (some files not saved or
-restored); 2 error (nothing was changed that could be mistaken for success);
-130 interrupted.
+Exit codes (repofs(1), EXIT STATUS): 0 success; 1 finished with warnings
+(something was left out, skipped or not done, each named on standard error);
+2 error (what was asked is unusable or could not be done; one line on
+standard error, nothing was changed that could be mistaken for success);
+130 interrupted. Commands return an ``Outcome``; ``exit_code`` maps it, and a
+command that printed a warning never exits 0.
 """
 
 from __future__ import annotations
@@ -23,12 +26,29 @@ from repofs_cli import (
     cmd_read,
     cmd_restore,
     cmd_serve,
+    output,
 )
+from repofs_cli.outcome import Outcome
 
 from repofs import __version__
 from repofs.errors import RepofsError
 
 EXIT_OK, EXIT_WARNINGS, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
+_CODES = {Outcome.OK: EXIT_OK, Outcome.WARNINGS: EXIT_WARNINGS, Outcome.FAILED: EXIT_ERROR}
+
+
+def exit_code(result: object) -> int:
+    """The exit status of a command that returned ``result`` (an Outcome; None is OK; an
+    int is click's own, for --help and --version). Any warning shown makes it at least 1."""
+    if isinstance(result, Outcome):
+        code = _CODES[result]
+    elif isinstance(result, int) and not isinstance(result, bool):
+        code = result
+    else:
+        code = EXIT_OK
+    if code == EXIT_OK and output.warnings_shown():
+        code = EXIT_WARNINGS
+    return code
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -49,21 +69,26 @@ def main() -> None:
     except click.exceptions.Abort:
         click.echo("repofs: interrupted", err=True)
         sys.exit(EXIT_INTERRUPTED)
+    except click.UsageError as e:
+        where = f"repofs {e.ctx.command_path.split(' ', 1)[1]}" if (
+            e.ctx is not None and " " in e.ctx.command_path) else "repofs"
+        output.error(f"{e.format_message()} (see '{where} --help')")
+        sys.exit(EXIT_ERROR)
     except click.ClickException as e:
-        e.show()
+        output.error(e.format_message())
         sys.exit(EXIT_ERROR)
     except KeyboardInterrupt:
         click.echo("\nrepofs: interrupted", err=True)
         sys.exit(EXIT_INTERRUPTED)
     except RepofsError as e:
-        click.echo(f"repofs: error: {e}", err=True)
+        output.error(str(e))
         sys.exit(EXIT_ERROR)
     except BrokenPipeError:
         sys.stderr.close()
         sys.exit(EXIT_ERROR)
     except OSError as e:
         where = f" ({os.fsdecode(e.filename)})" if e.filename else ""
-        click.echo(f"repofs: error: {e.strerror or e}{where}", err=True)
+        output.error(f"{e.strerror or e}{where}")
         sys.exit(EXIT_ERROR)
     except Exception as e:  # a bug: one line, the traceback only on request
         click.echo(f"repofs: internal error: {type(e).__name__}: {e}", err=True)
@@ -73,7 +98,7 @@ def main() -> None:
             click.echo("repofs: set REPOFS_DEBUG=1 for a traceback, and please report it",
                        err=True)
         sys.exit(EXIT_ERROR)
-    sys.exit(rc if isinstance(rc, int) else EXIT_OK)
+    sys.exit(exit_code(rc))
 
 
 if __name__ == "__main__":

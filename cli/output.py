@@ -43,8 +43,28 @@ def emit_json(obj: Any) -> None:
     click.echo(_SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text))
 
 
+_warned = 0
+
+
 def warn(message: str) -> None:
+    """One warning line on standard error; a command that printed one exits at least 1."""
+    global _warned  # noqa: PLW0603 - one process, one command: the count main reads
+    _warned += 1
     click.echo(f"repofs: warning: {message}", err=True)
+
+
+def note(message: str) -> None:
+    """Something the user should know that is no failure: it leaves the exit status alone."""
+    click.echo(f"repofs: note: {message}", err=True)
+
+
+def warnings_shown() -> int:
+    return _warned
+
+
+def error(message: str) -> None:
+    """The one form of an error line (repofs(1), DIAGNOSTICS)."""
+    click.echo(f"repofs: error: {message}", err=True)
 
 
 class Progress:

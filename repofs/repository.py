@@ -17,6 +17,7 @@ from collections import OrderedDict
 from collections.abc import Iterator
 
 from repofs import crypto, keys, spec
+from repofs.damage import DamageLog
 from repofs.envelope import HEADER_LEN, CannotRead, ObjectCipher, new_object, open_object
 from repofs.errors import (
     BadKeyFile,
@@ -53,9 +54,12 @@ def _decode_config(data: bytes) -> bytes:
 class Repository:
     """An open repository: unlocked keys, the loaded index, and access to objects."""
 
-    def __init__(self, store: WriterStore, master: keys.MasterKeys) -> None:
+    def __init__(self, store: WriterStore, master: keys.MasterKeys,
+                 damage: DamageLog | None = None) -> None:
         self.store = store
         self.keys = master
+        # what this command left out because it did not verify (repofs.damage)
+        self.damage = DamageLog() if damage is None else damage
         self.index = BlobIndex()
         self._id_keys = {t: keys.blob_id_key(master.id_key, t) for t in spec.BLOB_NAMES}
         self._ciphers: OrderedDict[str, ObjectCipher] = OrderedDict()
@@ -91,9 +95,11 @@ class Repository:
         return cls(store, keys.unwrap(keyfile, name, passphrase, repo_id) or master)
 
     @classmethod
-    def open(cls, path: RepoLocation, passphrase: bytes, *, index: bool = True) -> Repository:
+    def open(cls, path: RepoLocation, passphrase: bytes, *, index: bool = True,
+             damage: DamageLog | None = None) -> Repository:
         """Open with the keys ``passphrase`` unlocks; ``index=False`` leaves loading the index
-        to the caller (``check`` reads every segment itself, to report all damage)."""
+        to the caller (``check`` reads every segment itself, to report all damage).
+        ``damage`` hears of every object left out, from the first one on."""
         store = open_store(path)
         repo_id = _decode_config(store.read_config())
         files = [(n, store.get(spec.NS_KEYS, n)) for n in sorted(store.list(spec.NS_KEYS))]
@@ -108,7 +114,7 @@ class Repository:
                 raise IntegrityError("key file", damaged[0],
                                      "content does not match its name") from None
             raise
-        repo = cls(store, master)
+        repo = cls(store, master, damage)
         if index:
             repo.load_index()
         return repo
@@ -167,6 +173,8 @@ class Repository:
                 # missing, which every read names; refusing the repository over it would let
                 # any writer lock every reader out. Callers report these; check names them.
                 self.damaged_segments[name] = e
+                self.damage.report(e, "skipped: planted by a writer, or damaged; see "
+                                      "repofs check")
                 self._segments.add(name)
                 continue
             for pack, entries in packs:

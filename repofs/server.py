@@ -115,19 +115,20 @@ class Server:
                 raise ServeRefused(f"--immutable: {e}") from None
 
     # -- the loop -----------------------------------------------------------------------
-    def run(self) -> int:
+    def run(self) -> bool:
+        """Serve until the client closes the stream (True) or breaks the protocol (False)."""
         while True:
             try:
                 msg = protocol.read_frame(self.inp)
                 if msg is None:
-                    return 0
+                    return True
                 self._dispatch(msg)
             except _Fatal as e:  # the stream cannot be trusted to be in step any more
                 self._refuse(e.op, e.code, e.message)
-                return 2
+                return False
             except ProtocolError as e:
                 self._refuse("frame", e.code, e.message)
-                return 2
+                return False
 
     def _dispatch(self, msg: dict[str, Any]) -> None:
         op = msg.get("op")

@@ -38,7 +38,7 @@ def serve_err(restrict: Path, command: str) -> str:
     w.send({"op": "hello", "v": protocol.VERSION})
     rc, err = w.finish()
     assert rc == 2, err
-    assert err.startswith("repofs serve: error: ") and len(err.strip().splitlines()) == 1, err
+    assert err.startswith("repofs: error: serve: ") and len(err.strip().splitlines()) == 1, err
     return err
 
 
@@ -65,7 +65,7 @@ def test_paths_that_leave_the_restriction(layout: tuple[Path, Path, Path], asked
 def test_the_key_runs_nothing_but_serve(layout: tuple[Path, Path, Path], command: str) -> None:
     srv, _, _ = layout
     err = serve_err(srv, command)
-    assert "repofs serve" in err and any(w in err for w in (
+    assert "repofs: error: serve: " in err and any(w in err for w in (
         "may only run", "more than one", "cannot parse")), err
 
 

@@ -810,3 +810,16 @@ def test_file_capabilities_survive_restore(env: dict) -> None:
     caps = subprocess.run(["getcap", str(under(t, d) / "ping-like")], capture_output=True,
                           text=True, check=True).stdout
     assert "cap_net_raw=ep" in caps
+
+
+def test_every_error_has_the_one_documented_form(env: dict, tmp_path: Path) -> None:
+    """repofs(1), DIAGNOSTICS: 'repofs: error: ...', one line, for click's own errors too."""
+    cli = env["cli"]
+    bad_option = cli.run("create", "--no-such-option", expect=2)
+    bad_value = cli.run("create", "--compression", "lz9", str(tmp_path), expect=2)
+    usage = cli.run("create", expect=2)
+    library = cli.run("ls", "no-such-snapshot", expect=2)
+    for r in (bad_option, bad_value, usage, library):
+        assert len(r.err_lines) == 1, str(r)
+        assert r.err_lines[0].startswith("repofs: error: "), str(r)
+    assert "--help" in usage.err_lines[0] and "repofs create" in usage.err_lines[0]

@@ -384,3 +384,16 @@ def test_hostile_tree_blob(filled, shm_dir: Path) -> None:
         s.flush()
     with pytest.raises(IntegrityError, match=f"tree {tree_id.hex()}.*unsafe"):
         repo.load_tree(tree_id)
+
+
+def test_open_reports_a_damaged_segment_to_the_damage_log_given(tmp_path: Path) -> None:
+    from repofs.damage import Damage, DamageLog
+
+    repo = Repository.init(tmp_path / "r", PASS, kdf=MIN_KDF)
+    cipher = repo.new_cipher(spec.KIND_INDEX, spec.MODE_SHARED)
+    planted = cipher.header + b"\0" * 40  # stored as it is: hashes to its name
+    name = repo.put_object(spec.NS_INDEX, planted)
+    heard: list[Damage] = []
+    again = Repository.open(tmp_path / "r", PASS, damage=DamageLog(heard.append))
+    assert [(d.kind, d.object_id) for d in heard] == [("index segment", name)]
+    assert list(again.damage) == heard
