@@ -43,7 +43,7 @@ from repofs.spec import MAX_OBJECT
 from repofs.store import valid_name
 
 T = TypeVar("T")
-_SERVER_SAYS = "repofs serve: error: "  # how cmd_serve reports a refusal to start
+_SERVER_SAYS = "repofs: error: serve: "  # how repofs serve words a refusal at start
 _HOST_RE = re.compile(r"\A[A-Za-z0-9_.:%-]{1,253}\Z")
 _USER_RE = re.compile(r"\A[A-Za-z0-9_.][A-Za-z0-9_.-]{0,63}\Z")
 
