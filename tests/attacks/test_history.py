@@ -44,7 +44,7 @@ def test_a_snapshot_claiming_an_old_seq(victim: Victim) -> None:
                                "does not follow its prev"], r
     lines = problem_lines(check(victim, 2), bad)
     assert any("seq does not follow its prev" in ln for ln in lines), lines
-    victim.restores_exactly("--accept-rollback", newest_only=True)
+    victim.restores_exactly("--accept-rollback", newest_only=True, expect=1)
     victim.unchanged()
 
 
@@ -77,7 +77,7 @@ def test_replaying_an_old_snapshot(victim: Victim) -> None:
     assert r.err_lines == [f"repofs: error: snapshot {replay} is corrupt or tampered: body "
                            "belongs to another snapshot (replayed)"], r
     assert "replayed" in problem_lines(check(victim, 2), replay)[0]
-    victim.restores_exactly("--accept-rollback", newest_only=True)
+    victim.restores_exactly("--accept-rollback", newest_only=True, expect=1)
     victim.unchanged()
 
 
@@ -142,7 +142,7 @@ def test_deleting_a_snapshot_in_the_middle_is_a_gap(victim: Victim) -> None:
                                "it"], r
     assert any(victim.snaps[0] in ln and "missing" in ln for ln in check(victim, 2))
     victim.snaps, victim.expected = victim.snaps[1:], victim.expected[1:]
-    victim.restores_exactly("--accept-rollback")
+    victim.restores_exactly("--accept-rollback", expect=1)
 
 
 def test_rolling_back_the_newest_snapshot(victim: Victim) -> None:
@@ -159,7 +159,7 @@ def test_rolling_back_the_newest_snapshot(victim: Victim) -> None:
         assert "rolled back" in r.err and "--accept-rollback" in r.err
     assert any(ln.startswith(f"snapshot {newest}") and "rolled back" in ln
                for ln in check(victim, 2))
-    r = victim.client.run("snapshots", "--accept-rollback", "--json")
+    r = victim.client.run("snapshots", "--accept-rollback", "--json", expect=1)
     assert "ACCEPTED" in r.err and newest in r.err and [s["id"] for s in r.json()] == \
         [victim.snaps[0]]
     victim.client.snapshots()  # accepted once: the record follows the repository now

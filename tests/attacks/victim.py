@@ -60,10 +60,10 @@ class Client(Cli):
         return super().run(command, *args, **kw)
 
     def restore_exact(self, snap: str, expected: Path, src: Path, target: Path,
-                      *flags: str) -> None:
+                      *flags: str, expect: int = 0) -> None:
         """Restore ``snap`` (a backup of ``src``) and compare it, byte for byte and bit of
         metadata, with ``expected`` (a copy of ``src`` as it was then)."""
-        self.run("restore", *flags, snap, "--target", target)
+        self.run("restore", *flags, snap, "--target", target, expect=expect)
         assert_same_tree(expected, target / os.path.relpath(src, "/"))
 
     def attacker(self) -> Repository:
@@ -107,14 +107,15 @@ class Victim:
     src: Path
     before: dict[str, str] = field(default_factory=dict)
 
-    def restores_exactly(self, *flags: str, newest_only: bool = False) -> None:
+    def restores_exactly(self, *flags: str, newest_only: bool = False,
+                         expect: int = 0) -> None:
         """The promise every attack must leave standing: every earlier snapshot restores.
         ``newest_only`` for attacks that only add objects: ``unchanged`` proves every
         existing byte intact, so one restore shows the additions block nothing."""
         pairs = list(zip(self.snaps, self.expected, strict=True))
         for i, (snap, want) in enumerate(pairs[-1:] if newest_only else pairs):
             target = self.base / f"restore-{i}-{len(list(self.base.iterdir()))}"
-            self.client.restore_exact(snap, want, self.src, target, *flags)
+            self.client.restore_exact(snap, want, self.src, target, *flags, expect=expect)
 
     def unchanged(self) -> None:
         assert_nothing_changed(self.before, self.restrict)
