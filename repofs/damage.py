@@ -31,10 +31,12 @@ class Damage:
     object_id: str
     detail: str
     consequence: str
+    message: str = ""  # the error as it reads: "<kind> <id> is corrupt or tampered: ..."
 
     def line(self) -> str:
-        return (f"{self.kind} {self.object_id} is corrupt or tampered: {self.detail} "
-                f"({self.consequence})")
+        said = self.message or f"{self.kind} {self.object_id} is corrupt or tampered: " \
+                               f"{self.detail}"
+        return f"{said} ({self.consequence})"
 
 
 class DamageLog:
@@ -56,7 +58,7 @@ class DamageLog:
             if known is not None:
                 return known
             damage = self._seen[key] = Damage(error.kind, error.object_id, error.detail,
-                                              consequence)
+                                              consequence, str(error))
         if self.listener is not None:
             self.listener(damage)
         return damage

@@ -24,7 +24,9 @@
     ├── PruneConflict                a prune condemned data this create reuses: not committed
     └── IntegrityError               "corrupt or tampered": every check that fails
         │                            on bytes read from storage
-        └── Rollback                 snapshots this client saw are gone from the history
+        ├── Rollback                 snapshots this client saw are gone from the history
+        └── Unreadable               storage failed to return an object's bytes (EIO):
+                                     left out like damage, but not called tampering
 
 Exit codes are chosen by the CLI, not here: the library only says what went wrong.
 """
@@ -134,3 +136,19 @@ class Rollback(IntegrityError):
     A subclass of IntegrityError (it is tampering), caught on its own by whoever offers
     ``--accept-rollback``.
     """
+
+
+class Unreadable(IntegrityError):
+    """The storage could not return an object's bytes (an I/O error, not a failed check).
+
+    A subclass of IntegrityError so that every reader leaves the object out exactly as it
+    leaves out a damaged one (repofs-format(5), DAMAGE); its message does not call it
+    tampered.
+    """
+
+    def __init__(self, kind: str, object_id: str, detail: str) -> None:
+        super().__init__(kind, object_id, detail)
+        self.args = (f"{kind} {object_id} could not be read: {detail}",)
+
+    def __str__(self) -> str:
+        return str(self.args[0])

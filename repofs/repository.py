@@ -24,6 +24,7 @@ from repofs.errors import (
     IntegrityError,
     PathNotFound,
     RepositoryNotFound,
+    Unreadable,
     UnsupportedVersion,
     WrongPassphrase,
 )
@@ -237,6 +238,8 @@ class Repository:
             ct = self.store.get_range(spec.NS_DATA, loc.pack, e.offset, e.length)
         except FileNotFoundError:
             raise IntegrityError("pack", loc.pack, "missing") from None
+        except OSError as err:  # EIO from a failing disk: this blob is lost to this read
+            raise Unreadable("pack", loc.pack, err.strerror or str(err)) from None
         plain = open_blob(cipher, e, ct)
         if not crypto.same(self.blob_id(plain, e.blob_type), blob_id):
             name = spec.BLOB_NAMES.get(e.blob_type, "blob")

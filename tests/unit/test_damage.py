@@ -50,3 +50,14 @@ def test_threads_report_one_object_once() -> None:
     for t in threads:
         t.join()
     assert len(heard) == 1 and len(log) == 1
+
+
+def test_an_unreadable_object_is_not_called_tampered() -> None:
+    from repofs.errors import Unreadable
+
+    heard: list[Damage] = []
+    err = Unreadable("pack", "ef" * 32, "Input/output error")
+    assert isinstance(err, IntegrityError)
+    DamageLog(heard.append).report(err, "2 files not restored")
+    assert heard[0].line() == (f"pack {'ef' * 32} could not be read: Input/output error "
+                               "(2 files not restored)")
