@@ -24,10 +24,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from repofs import chain, crypto, signed, spec
+from repofs import chain, crypto, recovery, signed, spec
 from repofs.envelope import HEADER_LEN, CannotRead
 from repofs.errors import IntegrityError
-from repofs.index import Location, decode_segment
+from repofs.index import Location
 from repofs.model import DIR, FILE, Snapshot
 from repofs.pack import BlobEntry, open_blob, read_trailer
 from repofs.repository import Repository
@@ -155,17 +155,25 @@ class Checker:
                 self._from(e)
 
     def _load_index(self) -> None:
-        names = sorted(self.repo.store.list(spec.NS_INDEX))
-        self.report.counts["index segments"] = len(names)
-        for name in names:
-            try:
-                data = self.repo.get_verified(spec.NS_INDEX, name, "index segment")
-                cipher = self.repo.open_cipher(data[:HEADER_LEN], spec.KIND_INDEX, name)
-                for pack, entries in decode_segment(cipher, data):
-                    self.repo.index.add_pack(pack, entries)
-            except IntegrityError as e:
-                self.problem("index segment", name, f"{e.detail} (the blobs it lists are "
-                                                    "unknown to every reader)")
+        seen: set[str] = set()
+        for seg in self.repo.segments():
+            seen.add(seg.name)
+            if seg.error is not None:
+                self.problem("index segment", seg.name, f"{seg.error.detail} (skipped; readers "
+                             "locate the blobs of the packs no other segment lists from the "
+                             "packs themselves, and repofs repair lists them again)")
+            for pack, entries in seg.packs:
+                self.repo.index.add_pack(pack, entries)
+        self.report.counts["index segments"] = len(seen)
+        found = self.repo.recover_locations(report=False)
+        for pack, e in sorted(found.bad.items()):
+            self.problem(e.kind, pack, f"{e.detail} ({recovery.UNLOCATABLE})")
+        if found.packs:
+            self.report.notes.append(Problem("index", f"{len(found.packs)} packs", "listed by "
+                                             "no index segment: left by an interrupted create, "
+                                             "or listed by a segment lost or skipped; their "
+                                             "blobs were located from the packs themselves "
+                                             "(repofs repair lists them again)"))
 
     def _signed_records(self) -> None:
         """Removal and condemn records: one that fails its signature is a plant (a writer

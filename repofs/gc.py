@@ -12,9 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from repofs import spec
-from repofs.envelope import HEADER_LEN
 from repofs.errors import IntegrityError
-from repofs.index import decode_segment
 from repofs.model import DIR, FILE, Snapshot
 from repofs.pack import BlobEntry
 from repofs.repository import Repository
@@ -37,25 +35,26 @@ class IndexView:
 
 
 def read_index(repo: Repository) -> IndexView:
-    """Read every index segment (a damaged one is set aside, never deleted by prune)."""
+    """Read every index segment (a damaged one is set aside, never deleted by prune), and
+    add the packs no usable segment lists whose trailers verify (``recovery``): the blobs a
+    lost segment listed are still live, and a pack that looks unindexed would be condemned."""
     view = IndexView()
-    for name in sorted(repo.store.list(spec.NS_INDEX)):
-        try:
-            data = repo.get_verified(spec.NS_INDEX, name, "index segment")
-            cipher = repo.open_cipher(data[:HEADER_LEN], spec.KIND_INDEX, name)
-            packs = decode_segment(cipher, data)
-        except IntegrityError as e:
-            view.damaged[name] = e
+    for seg in repo.segments():
+        if seg.error is not None:
+            view.damaged[seg.name] = seg.error
             continue
-        view.segments[name] = {p for p, _ in packs}
-        for p in view.segments[name]:
-            view.lists.setdefault(p, set()).add(name)
-        view.from_segment[name] = {}
-        for pack, rows in packs:
-            view.from_segment[name].setdefault(pack, []).extend(rows)
+        view.segments[seg.name] = {p for p, _ in seg.packs}
+        for p in view.segments[seg.name]:
+            view.lists.setdefault(p, set()).add(seg.name)
+        view.from_segment[seg.name] = {}
+        for pack, rows in seg.packs:
+            view.from_segment[seg.name].setdefault(pack, []).extend(rows)
             known = view.entries.setdefault(pack, {})
             for row in rows:
                 known.setdefault((row.blob_type, row.blob_id), row)
+    for pack, rows in repo.recover_locations(again=True).packs.items():
+        if pack not in view.entries:
+            view.entries[pack] = {(row.blob_type, row.blob_id): row for row in rows}
     return view
 
 

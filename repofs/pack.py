@@ -141,15 +141,29 @@ def open_blob(cipher: ObjectCipher, entry: BlobEntry, ciphertext: bytes) -> byte
 
 
 def read_trailer(cipher: ObjectCipher, data: bytes) -> list[BlobEntry]:
-    """Parse a whole pack's trailer (used by check, and to rebuild an index)."""
+    """Parse a whole pack's trailer (used by check)."""
     if len(data) < HEADER_LEN + _TRAILER_LEN.size:
         raise IntegrityError("pack", cipher.object_id, "truncated")
     (tlen,) = _TRAILER_LEN.unpack_from(data, len(data) - _TRAILER_LEN.size)
-    start = len(data) - _TRAILER_LEN.size - tlen
-    if start < HEADER_LEN:
-        raise IntegrityError("pack", cipher.object_id, "bad trailer length")
-    plain = cipher.open(spec.TRAILER_NONCE, data[start : len(data) - _TRAILER_LEN.size],
-                        b"trailer")
+    start = trailer_start(cipher.object_id, len(data), tlen)
+    return open_trailer(cipher, data[start : len(data) - _TRAILER_LEN.size], start)
+
+
+def trailer_start(pack: str, size: int, tlen: int) -> int:
+    """Where the trailer of a pack of ``size`` bytes whose last 4 bytes say ``tlen`` starts;
+    checked before anything that long is read (a planted pack may claim any length)."""
+    start = size - _TRAILER_LEN.size - tlen
+    if size < HEADER_LEN + _TRAILER_LEN.size or start < HEADER_LEN or tlen > spec.MAX_RECORD:
+        raise IntegrityError("pack", pack, "bad trailer length")
+    return start
+
+
+def open_trailer(cipher: ObjectCipher, sealed: bytes | memoryview,
+                 start: int) -> list[BlobEntry]:
+    """The entries of a sealed trailer that starts at ``start`` in its pack: decrypted,
+    each row checked, and the blobs tiling the pack from the header to the trailer. Enough
+    to locate every blob without reading the blobs (recovery of lost index segments)."""
+    plain = cipher.open(spec.TRAILER_NONCE, sealed, b"trailer")
     rows = spec.unpack(plain, "pack", cipher.object_id)
     entries = [entry_from_list(r, "pack", cipher.object_id, start) for r in _as_list(rows, cipher)]
     # The blobs tile the pack from the header to the trailer: no gap, overlap or extra bytes.

@@ -14,9 +14,10 @@ import bisect
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Container, Iterator
+from dataclasses import dataclass
 
-from repofs import crypto, keys, spec
+from repofs import crypto, keys, recovery, signed, spec
 from repofs.damage import DamageLog
 from repofs.envelope import HEADER_LEN, CannotRead, ObjectCipher, new_object, open_object
 from repofs.errors import (
@@ -35,7 +36,16 @@ from repofs.pack import BlobEntry, open_blob
 from repofs.snapshots import SnapshotLog
 from repofs.store import WriterStore
 
-__all__ = ["CannotRead", "Repository"]
+__all__ = ["CannotRead", "Repository", "Segment"]
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One index segment as read: the packs it lists, or why it cannot be used."""
+
+    name: str
+    packs: list[tuple[str, list[BlobEntry]]]
+    error: IntegrityError | None = None
 
 
 def _encode_config(repo_id: bytes) -> bytes:
@@ -68,6 +78,8 @@ class Repository:
         self._lock = threading.Lock()
         self._segments: set[str] = set()  # index segments already read
         self.damaged_segments: dict[str, IntegrityError] = {}  # skipped by load_index
+        self._recovery: recovery.Recovery | None = None  # blobs located from packs (recovery)
+        self._recover_lock = threading.Lock()
         self.snapshots = SnapshotLog(self)
 
     # -- open / init ------------------------------------------------------------------
@@ -159,28 +171,90 @@ class Repository:
                            self.keys.reader, mode)
 
     # -- index ---------------------------------------------------------------------------
-    def load_index(self) -> None:
-        """Read the index segments not read yet (again later: a mount sees new snapshots)."""
+    def segments(self, skip: Container[str] = ()) -> Iterator[Segment]:
+        """Every index segment in storage (but those in ``skip``), each read and verified:
+        its packs, or the error that makes it unusable. The one loop that reads segments
+        (load_index, gc, check); what to do with a damaged one is the caller's."""
         for name in sorted(self.store.list(spec.NS_INDEX)):
-            if name in self._segments:
+            if name in skip:
                 continue
-            data = self.get_verified(spec.NS_INDEX, name, "index segment")  # changed: refuse
             try:
+                data = self.get_verified(spec.NS_INDEX, name, "index segment")
                 cipher = self.open_cipher(data[:HEADER_LEN], spec.KIND_INDEX, name)
-                packs = decode_segment(cipher, data)
+                yield Segment(name, decode_segment(cipher, data))
             except IntegrityError as e:
-                # Its bytes hash to its name, so it was stored as it is: planted by a writer
-                # (repofs serve checks names, not contents). Skipped, it can only make blobs
-                # missing, which every read names; refusing the repository over it would let
-                # any writer lock every reader out. Callers report these; check names them.
-                self.damaged_segments[name] = e
-                self.damage.report(e, "skipped: planted by a writer, or damaged; see "
-                                      "repofs check")
-                self._segments.add(name)
+                yield Segment(name, [], e)
+
+    def load_index(self) -> None:
+        """Read the index segments not read yet (again later: a mount sees new snapshots).
+
+        A segment that does not verify is skipped (a writer can plant one under a valid
+        name, bit rot can damage one: refusing the repository over it would lock every
+        reader out). The blobs it listed are located from the packs no other segment lists
+        (``recovery``); it is named then, and only then: once every pack is listed by a
+        usable segment again (``repair``, or the next ``create``), nothing was lost and
+        readers stay quiet about it; ``check`` names it until an admin removes it.
+        """
+        fresh: list[Segment] = []
+        for seg in self.segments(self._segments):
+            self._segments.add(seg.name)
+            if seg.error is not None:
+                self.damaged_segments[seg.name] = seg.error
+                fresh.append(seg)
                 continue
-            for pack, entries in packs:
+            for pack, entries in seg.packs:
                 self.index.add_pack(pack, entries)
-            self._segments.add(name)
+        if not fresh:
+            return
+        found = self.recover_locations(again=True)
+        if not found.unlisted:
+            return
+        if found.cannot_read:
+            what = (f"this key cannot open packs, so the blobs of {len(found.unlisted)} packs "
+                    "no other segment lists count as absent")
+        else:
+            what = (f"the blobs of the {len(found.packs)} packs no other segment lists were "
+                    "located from the packs themselves; repofs repair lists them again")
+        for seg in fresh:
+            assert seg.error is not None
+            self.damage.report(seg.error, f"skipped; {what}")
+
+    def recover_locations(self, again: bool = False, report: bool = True) -> recovery.Recovery:
+        """Locate, from their trailers, the blobs of the packs no usable segment lists
+        (``recovery``): once per command, or ``again`` (a segment newly skipped). Returns
+        everything recovered so far; a pack whose trailer does not verify is named in the
+        damage log unless not ``report`` (check names it in its report).
+        Thread-safe: restore and the mount read in threads."""
+        with self._recover_lock:
+            if self._recovery is not None and not again:
+                return self._recovery
+            done = self._recovery or recovery.Recovery()
+            records = signed.read_condemnations(self.store, self.keys)
+            condemned = {p for r in records.records for p in r.packs}
+            todo = recovery.unlisted(self.store, self.index.packs(),
+                                     condemned | set(done.bad))
+            found = recovery.recover(self, todo)
+            for pack, entries in found.packs.items():
+                self.index.add_pack(pack, entries)
+            for e in found.bad.values() if report else ():
+                self.damage.report(e, recovery.UNLOCATABLE)
+            done.unlisted = sorted(set(done.unlisted) | set(todo))
+            done.packs.update(found.packs)
+            done.bad.update(found.bad)
+            done.cannot_read = done.cannot_read or found.cannot_read
+            self._recovery = done
+            return done
+
+    def _locate_missing(self, blob_id: bytes, blob_type: int) -> None:
+        """A blob no segment lists: look in the packs no segment lists, once per command."""
+        if self._recovery is not None or self.index.has(blob_id, blob_type):
+            return
+        found = self.recover_locations()
+        if self.index.has(blob_id, blob_type) and not self.damaged_segments:
+            # found where no segment lists it: a segment was lost (a skipped one is named)
+            self.damage.report(recovery.Unlisted(sorted(found.packs)), "their blobs were "
+                               "located from the packs themselves; repofs repair lists them "
+                               "in a new index segment")
 
     def write_index_segment(self, packs: list[tuple[str, list[BlobEntry]]]) -> str:
         cipher = self.new_cipher(spec.KIND_INDEX, spec.MODE_SHARED)
@@ -222,6 +296,7 @@ class Repository:
         Where the index knows several places for it, the first that verifies wins: a
         writer can add index entries that lie, never make the true copy unreachable.
         """
+        self._locate_missing(blob_id, blob_type)
         first_error: IntegrityError | None = None
         for loc in self.index.locations(blob_id, blob_type):
             try:

@@ -5,6 +5,10 @@ the second core while the caller reads and chunks the next file, and packs
 are sealed and written by a third thread. Queues are bounded, so memory stays
 at a few packs whatever the size of the backup.
 
+Why it reads the trailers of packs no index segment lists: a create killed after writing
+packs and before its segment leaves them unlisted; the next create reuses their blobs
+(``recovery``) instead of storing the same data again, and lists them in its segment.
+
 Why it reads condemn records: a prune on another host may condemn packs while
 this session runs (repofs-format(5), PRUNING). Blobs found only in condemned
 packs count as absent and are stored again, and just before the snapshot is
@@ -51,6 +55,7 @@ class WriteStats:
     bytes_new_raw: int = 0
     bytes_stored: int = 0
     packs: int = 0
+    packs_adopted: int = 0  # packs no segment listed whose blobs this session could reuse
 
 
 def _compress(codec: Codec, blobs: list[memoryview | bytes]) -> list[tuple[int, bytes]]:
@@ -84,6 +89,12 @@ class WriteSession:
         self._reused: set[tuple[int, bytes]] = set()  # index hits this session relies on
         self._packs: set[str] = set()  # every pack this session wrote
         self._condemned = self._read_condemned()
+        # Packs no index segment lists: an interrupted create's, or a lost segment's. Their
+        # blobs are located from their trailers (repository.recover_locations), reused like
+        # indexed ones (never those of condemned packs: _live_copy), and listed by this
+        # session's segment, so the next open finds them indexed.
+        self._adopted = sorted(self.repo.recover_locations().packs.items())
+        self.stats.packs_adopted = len(self._adopted)
 
     def add(self, blob_type: int, data: bytes | memoryview) -> bytes:
         """Store a blob unless the repository has it; return its id."""
@@ -215,9 +226,11 @@ class WriteSession:
             self._flush(t)
         while self._writes:
             self._written.append(self._writes.popleft().result())
-        if self._written:
+        adopted = [(p, e) for p, e in self._adopted if p not in self._condemned]
+        self._adopted = []
+        if self._written or adopted:
             self._packs.update(pack for pack, _ in self._written)
-            name = self.repo.write_index_segment(self._written)
+            name = self.repo.write_index_segment(adopted + self._written)
             self.stats.bytes_stored += self.repo.store.size(spec.NS_INDEX, name)
             for pack, entries in self._written:
                 self.repo.index.add_pack(pack, entries)
