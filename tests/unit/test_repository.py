@@ -363,15 +363,24 @@ def test_a_chunk_of_the_wrong_size(filled, shm_dir: Path) -> None:
         list(repo.iter_chunks(lying))
 
 
-def test_damaged_index_segment_is_named(filled, shm_dir: Path) -> None:
+def test_damaged_index_segment_is_named_and_its_blobs_recovered(filled, shm_dir: Path) -> None:
+    """A bit flip in the only segment: it is skipped and named once, and every blob it
+    listed is located from the packs' trailers (repofs-format(5), DAMAGE)."""
+    from repofs.damage import DamageLog
+
     repo = copy_of(filled, shm_dir)
     [seg] = list(repo.store.list(spec.NS_INDEX))
     path = writable(repo.store.path(spec.NS_INDEX, seg))
     data = bytearray(path.read_bytes())
     data[HEADER_LEN + 5] ^= 1
     path.write_bytes(bytes(data))
-    with pytest.raises(IntegrityError, match=f"index segment {seg}"):
-        Repository(repo.store, repo.keys).load_index()
+    fresh = Repository(repo.store, repo.keys, DamageLog())
+    fresh.load_index()
+    assert [(d.kind, d.object_id) for d in fresh.damage] == [("index segment", seg)]
+    assert "located from the packs themselves" in next(iter(fresh.damage)).line()
+    assert sorted(fresh.index.entries(), key=repr) == sorted(filled[0].index.entries(),
+                                                             key=repr)
+    assert fresh.read_blob(filled[2], spec.BLOB_TREE)
 
 
 def test_hostile_tree_blob(filled, shm_dir: Path) -> None:
@@ -390,6 +399,11 @@ def test_open_reports_a_damaged_segment_to_the_damage_log_given(tmp_path: Path) 
     from repofs.damage import Damage, DamageLog
 
     repo = Repository.init(tmp_path / "r", PASS, kdf=MIN_KDF)
+    with WriteSession(repo, Codec()) as s:
+        s.add(spec.BLOB_DATA, b"listed by the segment removed below")
+        s.flush()
+    [listed] = list(repo.store.list(spec.NS_INDEX))
+    os.unlink(repo.store.path(spec.NS_INDEX, listed))
     cipher = repo.new_cipher(spec.KIND_INDEX, spec.MODE_SHARED)
     planted = cipher.header + b"\0" * 40  # stored as it is: hashes to its name
     name = repo.put_object(spec.NS_INDEX, planted)
@@ -397,3 +411,17 @@ def test_open_reports_a_damaged_segment_to_the_damage_log_given(tmp_path: Path) 
     again = Repository.open(tmp_path / "r", PASS, damage=DamageLog(heard.append))
     assert [(d.kind, d.object_id) for d in heard] == [("index segment", name)]
     assert list(again.damage) == heard
+
+
+def test_a_skipped_segment_costing_nothing_is_not_named(tmp_path: Path) -> None:
+    """Every pack is listed by a usable segment: readers stay quiet (check names it)."""
+    from repofs.damage import DamageLog
+
+    repo = Repository.init(tmp_path / "r", PASS, kdf=MIN_KDF)
+    with WriteSession(repo, Codec()) as s:
+        s.add(spec.BLOB_DATA, b"listed")
+        s.flush()
+    cipher = repo.new_cipher(spec.KIND_INDEX, spec.MODE_SHARED)
+    name = repo.put_object(spec.NS_INDEX, cipher.header + b"\0" * 40)
+    again = Repository.open(tmp_path / "r", PASS, damage=DamageLog())
+    assert not again.damage and list(again.damaged_segments) == [name]
