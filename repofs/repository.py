@@ -245,16 +245,20 @@ class Repository:
             self._recovery = done
             return done
 
-    def _locate_missing(self, blob_id: bytes, blob_type: int) -> None:
-        """A blob no segment lists: look in the packs no segment lists, once per command."""
+    def _locate_missing(self, blob_id: bytes, blob_type: int) -> bool:
+        """A blob no segment lists: look in the packs no segment lists, once per command.
+        True if it was found there."""
         if self._recovery is not None or self.index.has(blob_id, blob_type):
-            return
-        found = self.recover_locations()
-        if self.index.has(blob_id, blob_type) and not self.damaged_segments:
-            # found where no segment lists it: a segment was lost (a skipped one is named)
+            return False
+        self.recover_locations()
+        if not self.index.has(blob_id, blob_type):
+            return False
+        if not self.damaged_segments:  # a segment was lost (a skipped one is named already)
+            found = self.recover_locations()
             self.damage.report(recovery.Unlisted(sorted(found.packs)), "their blobs were "
                                "located from the packs themselves; repofs repair lists them "
                                "in a new index segment")
+        return True
 
     def write_index_segment(self, packs: list[tuple[str, list[BlobEntry]]]) -> str:
         cipher = self.new_cipher(spec.KIND_INDEX, spec.MODE_SHARED)
@@ -296,9 +300,14 @@ class Repository:
         Where the index knows several places for it, the first that verifies wins: a
         writer can add index entries that lie, never make the true copy unreachable.
         """
-        self._locate_missing(blob_id, blob_type)
+        try:
+            locations = self.index.locations(blob_id, blob_type)
+        except IntegrityError:
+            if not self._locate_missing(blob_id, blob_type):
+                raise
+            locations = self.index.locations(blob_id, blob_type)
         first_error: IntegrityError | None = None
-        for loc in self.index.locations(blob_id, blob_type):
+        for loc in locations:
             try:
                 return self.read_located(blob_id, loc)
             except IntegrityError as e:
