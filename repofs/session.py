@@ -92,8 +92,10 @@ class WriteSession:
         # Packs no index segment lists: an interrupted create's, or a lost segment's. Their
         # blobs are located from their trailers (repository.recover_locations), reused like
         # indexed ones (never those of condemned packs: _live_copy), and listed by this
-        # session's segment, so the next open finds them indexed.
-        self._adopted = sorted(self.repo.recover_locations().packs.items())
+        # session's segment, so the next open finds them indexed. A write-only key cannot
+        # open packs: it does not even list them.
+        self._adopted = (sorted(self.repo.recover_locations().packs.items())
+                         if self.repo.can_read else [])
         self.stats.packs_adopted = len(self._adopted)
 
     def add(self, blob_type: int, data: bytes | memoryview) -> bytes:

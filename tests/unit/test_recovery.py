@@ -261,3 +261,13 @@ def test_prune_keeps_the_live_packs_of_a_lost_segment(repo: Repository) -> None:
     prune(fresh(repo), grace_ns=0)
     prune(fresh(repo), grace_ns=0)
     assert contents(fresh(repo), snap) == FILES
+
+
+def test_a_write_only_create_does_not_look_for_packs_it_cannot_open(repo: Repository) -> None:
+    backup(repo, FILES)
+    store = CountingStore(repo.store.root)  # type: ignore[attr-defined]
+    wo = fresh(repo, keys.CAP_WRITE_ONLY, store=store)
+    with WriteSession(wo, Codec()) as s:
+        s.add(spec.BLOB_DATA, FILES["a"])
+        assert s.stats.blobs_dedup == 1 and s.stats.packs_adopted == 0
+    assert store.calls["list", spec.NS_DATA] == 0
