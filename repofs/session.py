@@ -46,6 +46,9 @@ _SMALL_BELOW = 64 * 1024
 _BATCH_BYTES = 1024 * 1024
 _BATCH_BLOBS = 256
 _HASH_AHEAD = 4  # chunks of a stream hashed ahead of the caller
+# An index segment is written after this many packs (512 MiB), not only at the end: what a
+# killed create stored is then reusable by the next, except its last few packs.
+CHECKPOINT_PACKS = 32
 
 
 @dataclass
@@ -210,6 +213,8 @@ class WriteSession:
         self._writes.append(self._io.submit(self._write_pack, builder))
         while len(self._writes) > _MAX_WRITES:
             self._written.append(self._writes.popleft().result())
+        if len(self._written) >= CHECKPOINT_PACKS:
+            self._list_written()
 
     def _write_pack(self, builder: PackBuilder) -> tuple[str, list[BlobEntry]]:
         cipher = self.repo.new_cipher(spec.KIND_PACK, spec.MODE_SEALED)
@@ -228,6 +233,13 @@ class WriteSession:
             self._flush(t)
         while self._writes:
             self._written.append(self._writes.popleft().result())
+        self._list_written()
+
+    def _list_written(self) -> None:
+        """Write an index segment for the packs written (all durable) and not listed yet,
+        and for the packs adopted: at the end, and every CHECKPOINT_PACKS packs, so a
+        create killed midway leaves most of its packs listed for the next one to reuse,
+        whatever its key (a write-only key cannot recover them from their trailers)."""
         adopted = [(p, e) for p, e in self._adopted if p not in self._condemned]
         self._adopted = []
         if self._written or adopted:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from repofs import keys, recovery, signed, spec
+from repofs import keys, recovery, session, signed, spec
 from repofs.adminstore import AdminStore
 from repofs.compression import Codec
 from repofs.damage import DamageLog
@@ -271,3 +271,21 @@ def test_a_write_only_create_does_not_look_for_packs_it_cannot_open(repo: Reposi
         s.add(spec.BLOB_DATA, FILES["a"])
         assert s.stats.blobs_dedup == 1 and s.stats.packs_adopted == 0
     assert store.calls["list", spec.NS_DATA] == 0
+
+
+def test_a_killed_create_left_its_packs_listed_but_the_last(repo: Repository,
+                                                           monkeypatch: pytest.MonkeyPatch
+                                                           ) -> None:
+    """Checkpoint segments: a write-only create, which cannot open trailers, still reuses
+    what a killed write-only create stored (all but its packs since the last segment)."""
+    monkeypatch.setattr(spec, "PACK_TARGET", 1)  # one blob a pack
+    monkeypatch.setattr(session, "CHECKPOINT_PACKS", 2)
+    blobs = {str(i): os.urandom(70_000) for i in range(6)}
+    left = interrupted_create(fresh(repo, keys.CAP_WRITE_ONLY), blobs)
+    assert len(left) == 6
+    again = fresh(repo, keys.CAP_WRITE_ONLY)
+    assert len(set(left) & set(again.index.packs())) >= 4
+    with WriteSession(again, Codec()) as s:
+        for data in blobs.values():
+            s.add(spec.BLOB_DATA, data)
+        assert s.stats.blobs_dedup >= 4
