@@ -46,6 +46,10 @@ bash -c '. /usr/share/bash-completion/completions/repofs && complete -p repofs'
 words=$(COMP_WORDS="repofs res" COMP_CWORD=1 _REPOFS_COMPLETE=bash_complete repofs)
 printf '%s\n' "$words"
 [ "$words" = "plain,restore" ] || fail "bash completion of 'repofs res'"
+words=$(COMP_WORDS="repofs sta" COMP_CWORD=1 _REPOFS_COMPLETE=bash_complete repofs)
+[ "$words" = "plain,stats" ] || fail "bash completion of 'repofs sta': $words"
+words=$(COMP_WORDS="repofs key ex" COMP_CWORD=2 _REPOFS_COMPLETE=bash_complete repofs)
+[ "$words" = "plain,export" ] || fail "bash completion of 'repofs key ex': $words"
 grep -q '^#compdef repofs' /usr/share/zsh/vendor-completions/_repofs
 grep -q '_REPOFS_COMPLETE=zsh_complete' /usr/share/zsh/vendor-completions/_repofs
 grep -q '_REPOFS_COMPLETE=fish_complete' /usr/share/fish/vendor_completions.d/repofs.fish
