@@ -26,7 +26,13 @@ owned_by_repofs() {
 }
 work=$(mktemp -d)
 
-step "systemd is PID 1: $(systemctl is-system-running --wait || true)"
+state=""
+for _ in $(seq 120); do  # "running" or "degraded" once booted; nothing before it answers
+  state=$(systemctl is-system-running --wait 2>/dev/null) && break
+  case "$state" in running|degraded) break ;; esac
+  sleep 1
+done
+step "systemd is PID 1: ${state:-no answer}"
 cmp /etc/repofs/system.conf /usr/share/doc/repofs/examples/example.conf ||
   fail "the job file is not the example"
 systemctl show -p User -p CapabilityBoundingSet -p AmbientCapabilities -p ProtectSystem \

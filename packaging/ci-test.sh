@@ -189,6 +189,11 @@ unshare --mount --propagation private -- /bin/bash -euo pipefail -c '
   if [ -z "$init" ]; then
     cat "$scratch/boot.log"; echo "ci-test: the root did not boot" >&2; exit 1
   fi
+  # systemd answers systemctl once its private socket exists (a loaded machine boots slowly)
+  for _ in $(seq 600); do
+    nsenter --target "$init" --mount /usr/bin/test -S /run/systemd/private && break
+    sleep 0.2
+  done
   rc=0
   nsenter --target "$init" --all /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin \
     HOME=/root TERM=dumb /bin/bash /opt/repofs-ci/ci-in-systemd.sh || rc=$?
