@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 from repofs_cli import output
-from repofs_cli.common import json_option, open_repo, repo_option
+from repofs_cli.common import SourcePath, json_option, open_repo, repo_option
 from repofs_cli.outcome import Outcome
 
 from repofs import audit
@@ -19,7 +19,7 @@ from repofs.session import WriteSession
 
 @click.command("create", context_settings={"ignore_unknown_options": False})
 @repo_option
-@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.argument("paths", nargs=-1, type=SourcePath())
 @click.option("-e", "--exclude", "excludes", multiple=True, metavar="PATTERN",
               help="Skip paths matching PATTERN (repeatable).")
 @click.option("--exclude-from", "exclude_from", multiple=True,

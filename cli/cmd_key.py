@@ -1,15 +1,17 @@
-"""``repofs key list|add|passwd|remove``: the key files of a repository."""
+"""``repofs key list|add|passwd|remove|export|import``: the key files of a repository."""
 
 from __future__ import annotations
 
 import datetime
+import os
+import sys
 from pathlib import Path
 
 import click
 from repofs_cli import output, passphrase
 from repofs_cli.common import json_option, open_repo, repo_option
 
-from repofs import audit, keyring, keys
+from repofs import audit, keyexport, keyring, keys
 from repofs.adminstore import open_admin_store
 from repofs.repository import Repository
 
@@ -19,9 +21,10 @@ from repofs.repository import Repository
               help="The repository, for every subcommand (as their own -r).")
 @click.pass_context
 def key(ctx: click.Context, repo: str | None) -> None:
-    """Manage key files: list, add, change a passphrase, remove."""
+    """Manage key files: list, add, change a passphrase, remove, export, import."""
     if repo is not None:  # `repofs key -r REPO add` as well as `repofs key add -r REPO`
-        ctx.default_map = {name: {"repo": repo} for name in ("list", "add", "passwd", "remove")}
+        ctx.default_map = {name: {"repo": repo} for name in ("list", "add", "passwd", "remove",
+                                                             "export", "import")}
 
 
 def _created(ts: int) -> str:
@@ -131,6 +134,81 @@ def remove(repo: Path, name: str, as_json: bool) -> None:
         output.emit_json({"removed": target})
     else:
         click.echo(f"removed key file {target[:8]}")
+
+
+@key.command("export")
+@repo_option
+@click.option("-o", "--output", "out", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write to FILE (created with mode 0600, never overwritten); default: "
+                   "standard output.")
+@click.option("--paper", is_flag=True,
+              help="Numbered lines of hex with a checksum each, to print and type back.")
+def export_cmd(repo: Path, out: Path | None, paper: bool) -> None:
+    """Export the key file the passphrase opens, still sealed under that passphrase.
+
+    Keep it apart from the repository: with it and the passphrase, `repofs key
+    import` makes a repository whose key files were lost readable again.
+    """
+    r = open_repo(repo, index=False)
+    exported = keyexport.export(r)
+    text = keyexport.to_paper(exported) if paper else keyexport.to_text(exported)
+    if out is None:
+        click.echo(text, nl=False)
+    else:
+        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+    audit.event("key-export", repo=r.id, key=r.keys.key_name, path=repo.absolute(),
+                paper=paper, output=str(out) if out else "-")
+
+
+def _typed_paper() -> str:
+    """The paper form typed at a terminal, each line checked as soon as it is entered."""
+    click.echo(f"Type the lines of the paper form ({keyexport.PAPER_TITLE.split(':')[0]}), "
+               "each with its number and checksum; an empty line ends.", err=True)
+    lines: list[str] = []
+    while True:
+        line = click.prompt(f"line {len(lines) + 1:03d}", default="", show_default=False,
+                            err=True)
+        if not line.strip():
+            return "\n".join(lines)
+        try:
+            keyexport.check_paper_line(line)
+        except ValueError as e:
+            click.echo(f"  {e}: type it again", err=True)
+            continue
+        lines.append(line)
+
+
+@key.command("import")
+@repo_option
+@click.argument("file", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@json_option
+def import_cmd(repo: Path, file: Path | None, as_json: bool) -> None:
+    """Put an exported key file (FILE, or standard input) back into the repository.
+
+    Either form of `repofs key export`; at a terminal without FILE, the paper
+    form is typed line by line. The key file must belong to this repository
+    and open with the passphrase. Needs no key file in the repository.
+    """
+    if file is not None and str(file) != "-":
+        with open(file, "rb") as f:
+            raw = f.read(keyexport.MAX_TEXT + 1)
+        text = raw.decode("utf-8", errors="replace")
+    elif sys.stdin.isatty():
+        text = _typed_paper()
+    else:
+        text = sys.stdin.buffer.read(keyexport.MAX_TEXT + 1).decode("utf-8", errors="replace")
+    exported = keyexport.parse(text)
+    added = keyexport.restore(repo, exported, passphrase.get())
+    audit.event("key-import", repo=exported.repo_id.hex(), path=repo.absolute(),
+                imported_key=exported.name, added=added)
+    if as_json:
+        output.emit_json({"key": exported.name, "added": added})
+    elif added:
+        click.echo(f"imported key file {exported.name[:8]}")
+    else:
+        click.echo(f"key file {exported.name[:8]} is already in the repository")
 
 
 COMMANDS = [key]

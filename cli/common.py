@@ -42,6 +42,23 @@ class _Location(click.ParamType):
         return RemoteRepo(value) if is_remote(str(value)) else Path(value)
 
 
+class SourcePath(click.ParamType):
+    """A path to back up, as given: never checked with ``os.access`` (click.Path does), which
+    uses the real uid and ignores capabilities, so the service user reading through
+    CAP_DAC_READ_SEARCH would be refused a path it can read. The archiver opens each path
+    and reports what it cannot read; only an empty string is refused here."""
+
+    name = "PATH"
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> Path:
+        if isinstance(value, Path):
+            return value
+        if not value:
+            self.fail("an empty path names nothing to back up", param, ctx)
+        return Path(value)
+
+
 def _set_ssh(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
     if value is not None:
         os.environ["REPOFS_SSH"] = value  # read by repofs.remote when it starts ssh

@@ -20,6 +20,7 @@ from repofs_cli import (
     cmd_create,
     cmd_forget,
     cmd_init,
+    cmd_inspect,
     cmd_key,
     cmd_mount,
     cmd_prune,
@@ -59,7 +60,7 @@ def cli() -> None:
 
 
 for module in (cmd_init, cmd_create, cmd_read, cmd_restore, cmd_mount, cmd_serve,
-               cmd_check, cmd_repair, cmd_key, cmd_forget, cmd_prune):
+               cmd_check, cmd_repair, cmd_key, cmd_forget, cmd_prune, cmd_inspect):
     for command in module.COMMANDS:
         cli.add_command(command)
 

@@ -3,12 +3,25 @@
 # where it has just installed repofs.deb (and only what that package depends on).
 # It uses the installed program only: /usr/bin/repofs, the man pages, the completions,
 # /usr/lib/repofs/repofs-job with a job in /etc/repofs, and the maintainer scripts.
+# It ends by setting up the example job file, unchanged, as /etc/repofs/system.conf:
+# ci-test.sh then boots this root with systemd and runs ci-in-systemd.sh, which starts
+# the units; "ci-in-root.sh purge" comes last.
 set -euo pipefail
 export LC_ALL=C.UTF-8 PATH=/usr/sbin:/usr/bin:/sbin:/bin DEBCONF_NOWARNINGS=yes
 unset REPOFS_PASSPHRASE REPOFS_PASSPHRASE_FILE REPOFS_PASSCOMMAND REPOFS_REPO REPOFS_AUDIT_SOCKET
 
 step() { printf '\n== %s\n' "$*"; }
 fail() { echo "ci-in-root: FAIL: $*" >&2; exit 1; }
+
+if [ "${1:-}" = purge ]; then
+  step "purge"
+  DEBIAN_FRONTEND=noninteractive apt-get purge -y -qq repofs >/dev/null
+  [ ! -e /usr/lib/repofs ] || fail "/usr/lib/repofs left behind: $(find /usr/lib/repofs | head)"
+  [ ! -e /usr/bin/repofs ] || fail "/usr/bin/repofs left behind"
+  [ -d /var/lib/repofs/ci/keys ] || fail "purge removed the repositories in /var/lib/repofs"
+  echo "purged; the repositories in /var/lib/repofs are kept"
+  exit 0
+fi
 
 step "repofs --version"
 repofs --version
@@ -18,7 +31,11 @@ repofs --version
 step "man pages"
 man -w repofs
 man -w 5 repofs-format
-man -w 8 repofs-create@.service
+man -w 8 repofs-job
+for unit in create forget check; do
+  man -w 8 "repofs-$unit@.service" >/dev/null && man -w 8 "repofs-$unit@.timer" >/dev/null ||
+    fail "no man page for repofs-$unit@.service or its timer"
+done
 for cmd in $(repofs --help | awk '/^Commands:/ { on = 1; next } on && NF { print $1 }'); do
   man -w "repofs-$cmd" >/dev/null || fail "no man page for 'repofs $cmd'"
 done
@@ -29,6 +46,10 @@ bash -c '. /usr/share/bash-completion/completions/repofs && complete -p repofs'
 words=$(COMP_WORDS="repofs res" COMP_CWORD=1 _REPOFS_COMPLETE=bash_complete repofs)
 printf '%s\n' "$words"
 [ "$words" = "plain,restore" ] || fail "bash completion of 'repofs res'"
+words=$(COMP_WORDS="repofs sta" COMP_CWORD=1 _REPOFS_COMPLETE=bash_complete repofs)
+[ "$words" = "plain,stats" ] || fail "bash completion of 'repofs sta': $words"
+words=$(COMP_WORDS="repofs key ex" COMP_CWORD=2 _REPOFS_COMPLETE=bash_complete repofs)
+[ "$words" = "plain,export" ] || fail "bash completion of 'repofs key ex': $words"
 grep -q '^#compdef repofs' /usr/share/zsh/vendor-completions/_repofs
 grep -q '_REPOFS_COMPLETE=zsh_complete' /usr/share/zsh/vendor-completions/_repofs
 grep -q '_REPOFS_COMPLETE=fish_complete' /usr/share/fish/vendor_completions.d/repofs.fish
@@ -85,13 +106,15 @@ chown nobody:nogroup "$src/other/nobody.txt"
 chmod 0600 "$src/other/nobody.txt"
 head -c 3000000 /dev/urandom > "$src/data.bin"
 echo scratch > "$src/skip.tmp"
-(umask 077 && head -c 32 /dev/urandom | base64 > /etc/repofs/ci.passphrase)
+(umask 077 && head -c 32 /dev/urandom | base64 > /etc/repofs/ci.passphrase &&
+ head -c 32 /dev/urandom | base64 > /etc/repofs/ci.admin-passphrase)
 sed -e 's|^repository = .*|repository = /var/lib/repofs/ci|' \
     -e 's|^passphrase-file = .*|passphrase-file = /etc/repofs/ci.passphrase|' \
+    -e 's|^admin-passphrase-file = .*|admin-passphrase-file = /etc/repofs/ci.admin-passphrase|' \
     -e '/^path = /d' -e '/^exclude = /d' \
     /usr/share/doc/repofs/examples/example.conf > /etc/repofs/ci.conf
 printf 'path = %s\nexclude = *.tmp\n' "$src" >> /etc/repofs/ci.conf
-/usr/lib/repofs/repofs-job check ci
+/usr/lib/repofs/repofs-job show ci
 /usr/lib/repofs/repofs-job init ci
 /usr/lib/repofs/repofs-job create ci
 not_theirs=$(find /var/lib/repofs/ci ! -user _repofs | head -n 5)
@@ -121,24 +144,41 @@ REPOFS_PASSPHRASE_FILE=/etc/repofs/ci.passphrase \
 cmp "$src/data.bin" "$work/again/data.bin"
 
 chmod 0644 /etc/repofs/ci.passphrase
-if out=$(/usr/lib/repofs/repofs-job check ci 2>&1); then
+if out=$(/usr/lib/repofs/repofs-job show ci 2>&1); then
   fail "a world-readable passphrase file was accepted"
 fi
 echo "refused: $out"
 chmod 0600 /etc/repofs/ci.passphrase
 
+step "forget and prune through repofs-job as _repofs (the job's keep rules)"
+/usr/lib/repofs/repofs-job forget ci
+not_theirs=$(find /var/lib/repofs/ci ! -user _repofs | head -n 5)
+[ -z "$not_theirs" ] || fail "forget or prune left files not owned by _repofs: $not_theirs"
+sed -i '/^keep-/d' /etc/repofs/ci.conf
+if out=$(/usr/lib/repofs/repofs-job forget ci 2>&1); then
+  fail "forget without a keep rule was run"
+fi
+echo "refused: $out"
+
+step "the example job file, unchanged, as /etc/repofs/system.conf (started under systemd next)"
+cp /usr/share/doc/repofs/examples/example.conf /etc/repofs/system.conf
+(umask 077 && head -c 32 /dev/urandom | base64 > /etc/repofs/system.passphrase &&
+ head -c 32 /dev/urandom | base64 > /etc/repofs/system.admin-passphrase)
+# Readable only through CAP_DAC_READ_SEARCH: root's home, and a home at mode 0700.
+(umask 077 && echo "only root reads this" > /root/ci-secret.txt)
+mkdir -m 0700 /home/ci-alice
+(umask 077 && echo "alice's" > /home/ci-alice/private.txt)
+chown -R nobody:nogroup /home/ci-alice
+/usr/lib/repofs/repofs-job show system
+/usr/lib/repofs/repofs-job init system
+
 step "systemd units (with Debian 12's systemd installed)"
 DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends systemd >/dev/null
-systemd-analyze verify repofs-create@ci.service repofs-create@ci.timer
-# Exposure 0-100 (shown as 0.0-10.0); the unit as designed rates 16 ("1.6 OK").
-systemd-analyze security --offline=true --threshold=20 --no-pager repofs-create@ci.service |
-  tail -n 1
+for unit in create forget check; do
+  systemd-analyze verify "repofs-$unit@system.service" "repofs-$unit@system.timer"
+  # Exposure 0-100 (shown as 0.0-10.0); the create unit as designed rates 16 ("1.6 OK").
+  systemd-analyze security --offline=true --threshold=20 --no-pager \
+    "repofs-$unit@system.service" | tail -n 1
+done
 systemd-analyze calendar --iterations=1 daily | sed -n 's/^ *Next elapse: /next daily run: /p'
-
-step "purge"
-DEBIAN_FRONTEND=noninteractive apt-get purge -y -qq repofs >/dev/null
-[ ! -e /usr/lib/repofs ] || fail "/usr/lib/repofs left behind: $(find /usr/lib/repofs | head)"
-[ ! -e /usr/bin/repofs ] || fail "/usr/bin/repofs left behind"
-[ -d /var/lib/repofs/ci/keys ] || fail "purge removed the repositories in /var/lib/repofs"
-echo "purged; the repositories in /var/lib/repofs are kept"
 rm -rf "$work"

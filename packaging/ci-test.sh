@@ -8,7 +8,10 @@
 #   4. apt-get install ./repofs.deb there, which must pull in every dependency;
 #   5. packaging/ci-in-root.sh in that root: --version, man -w, completions, an
 #      init/create/restore round trip, the audit record, a mount, a job in
-#      /etc/repofs run as _repofs, and a purge.
+#      /etc/repofs run as _repofs, forget and prune, the example job set up unchanged;
+#   6. that root booted with systemd-nspawn (systemd as PID 1): packaging/ci-in-systemd.sh
+#      starts repofs-create@, repofs-forget@ and repofs-check@ for the example job, so
+#      the units' own sandboxing is what runs; then a purge (ci-in-root.sh purge).
 # Prints how long each step took. Re-runs reuse the root (rebuilt after a week or when
 # the recipe changes), the downloaded .debs and pip's cache.
 #
@@ -58,7 +61,7 @@ trap 'status=$?; report' EXIT
 
 # -- host tools ----------------------------------------------------------------------
 need=(dpkg-dev debhelper lintian mmdebstrap chrpath go-md2man mandoc python3-venv
-      python3-dev libfuse3-dev pkg-config gcc ca-certificates util-linux)
+      python3-dev libfuse3-dev pkg-config gcc ca-certificates util-linux systemd-container)
 missing=()
 for p in "${need[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -131,7 +134,7 @@ cleanup() { rm -rf "$scratch"; }
 trap 'status=$?; cleanup; report' EXIT
 mkdir -p "$scratch/upper" "$scratch/work" "$scratch/root"
 cp "$deb" "$scratch/repofs.deb"
-cp packaging/ci-in-root.sh "$scratch/ci-in-root.sh"
+cp packaging/ci-in-root.sh packaging/ci-in-systemd.sh "$scratch/"
 
 # shellcheck disable=SC2016  # the script below expands its own variables, in the namespace
 unshare --mount --propagation private -- /bin/bash -euo pipefail -c '
@@ -139,11 +142,16 @@ unshare --mount --propagation private -- /bin/bash -euo pipefail -c '
   root=$scratch/root
   mount -t overlay overlay \
     -o "lowerdir=$base,upperdir=$scratch/upper,workdir=$scratch/work" "$root"
-  mount -t proc proc "$root/proc"
-  mount --rbind /dev "$root/dev"
-  mount --bind "$archives" "$root/var/cache/apt/archives"
+  chroot_mounts() {
+    mount -t proc proc "$root/proc"
+    mount --rbind /dev "$root/dev"
+    mount --make-rslave "$root/dev"
+    mount --bind "$archives" "$root/var/cache/apt/archives"
+  }
+  chroot_mounts
   cp /etc/resolv.conf "$root/etc/resolv.conf"
   cp "$scratch/repofs.deb" "$scratch/ci-in-root.sh" "$root/tmp/"
+  install -D -m 0755 "$scratch/ci-in-systemd.sh" "$root/opt/repofs-ci/ci-in-systemd.sh"
   in_root() { chroot "$root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin \
                 HOME=/root TERM=dumb DEBIAN_FRONTEND=noninteractive "$@"; }
   install_deb() {
@@ -160,6 +168,45 @@ unshare --mount --propagation private -- /bin/bash -euo pipefail -c '
   echo "-- installed in $(( $(date +%s) - t0 ))s"
   echo "== packaging/ci-in-root.sh"
   in_root /bin/bash /tmp/ci-in-root.sh
+
+  echo
+  echo "== packaging/ci-in-systemd.sh: the root booted with systemd-nspawn, units started"
+  umount -R "$root/dev" "$root/proc" "$root/var/cache/apt/archives"
+  # No machined or host systemd here: --register=no --keep-unit. The container is
+  # entered with nsenter once its systemd (the child of nspawn, PID 1 inside) is up.
+  systemd-nspawn --quiet --register=no --keep-unit --directory="$root" --boot \
+    --console=pipe < /dev/null > "$scratch/boot.log" 2>&1 &
+  nspawn=$!
+  init=""
+  for _ in $(seq 300); do
+    for p in $(pgrep -P "$nspawn" 2>/dev/null); do
+      if grep -qE "^NSpid:[[:space:]]+$p[[:space:]]+1\$" "/proc/$p/status"; then init=$p; fi
+    done
+    [ -n "$init" ] && break
+    kill -0 "$nspawn" 2>/dev/null || break
+    sleep 0.2
+  done
+  if [ -z "$init" ]; then
+    cat "$scratch/boot.log"; echo "ci-test: the root did not boot" >&2; exit 1
+  fi
+  # systemd answers systemctl once its private socket exists (a loaded machine boots slowly)
+  for _ in $(seq 600); do
+    nsenter --target "$init" --mount /usr/bin/test -S /run/systemd/private && break
+    sleep 0.2
+  done
+  rc=0
+  nsenter --target "$init" --all /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin \
+    HOME=/root TERM=dumb /bin/bash /opt/repofs-ci/ci-in-systemd.sh || rc=$?
+  kill -s SIGRTMIN+4 "$init"  # systemd powers off on this signal (no D-Bus in the root)
+  for _ in $(seq 300); do kill -0 "$nspawn" 2>/dev/null || break; sleep 0.2; done
+  kill -9 "$nspawn" 2>/dev/null || true
+  wait "$nspawn" || true
+  if [ "$rc" -ne 0 ]; then
+    echo "-- boot log"; tail -n 30 "$scratch/boot.log"; exit "$rc"
+  fi
+
+  chroot_mounts
+  in_root /bin/bash /tmp/ci-in-root.sh purge
 ' ci-root "$base" "$scratch" "$cache/archives"
 lap "install and test in the clean root"
 echo

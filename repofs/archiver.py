@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import IO
 
-from repofs import fsmeta, spec
+from repofs import fsmeta, retention, spec
 from repofs.chunker import Chunker
 from repofs.errors import IntegrityError, RepofsError, SourceFailed
 from repofs.filescache import FilesCache, cache_dir
@@ -113,9 +113,10 @@ class Archiver:
             root = self._paths_root(paths)
         tree_id = self.session.add(spec.BLOB_TREE, self._tree(b"/", root))
         s = self.stats
+        empty = not (self.opts.stdin_name is None or self.opts.stdin_command or s.bytes_total)
         body = SnapshotBody(
-            tree=tree_id, paths=tuple(paths), host=host,
-            user=_current_user(), tags=tuple(self.opts.tags), name=self.opts.name,
+            tree=tree_id, paths=tuple(paths), host=host, user=_current_user(), name=self.opts.name,
+            tags=retention.stdin_tags(self.opts.tags, empty, lambda w: self.warn(paths[0], w)),
             hardlinks={k: v for k, v in self._hl_counts.items() if v > 1},
             stats={"files": s.files, "dirs": s.dirs, "others": s.others,
                    "files_unchanged": s.files_unchanged, "bytes_total": s.bytes_total,

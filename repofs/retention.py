@@ -16,6 +16,12 @@ counted: they fill no slot, shift no window and are nobody's newest. Taking a
 snapshot out of the counting can only ever keep more of the others (a slot it
 would have filled goes to the next one), so a planted snapshot that is
 recognised cannot make a policy remove a real one (see repofs-forget(1)).
+
+Snapshots of an empty standard input (``create --stdin-name`` that read zero bytes,
+tagged ``empty-stdin`` by the archiver, with zero bytes in their stats) are not
+counted either, so a dump that failed every night for a week cannot push the last
+good dumps out of ``--keep-daily``; no rule keeps them, so a policy removes them:
+they hold nothing. Why a tag and not a body field: it needs no change of the format.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from dataclasses import dataclass, field
 
 from repofs.model import Snapshot
 
+EMPTY_STDIN_TAG = "empty-stdin"
 _UNIT_S = {"h": 3600, "d": 86400, "w": 7 * 86400, "m": 30 * 86400, "y": 365 * 86400}
 _DURATION = re.compile(r"\A(?:\d+[hdwmy])+\Z")
 GROUP_FIELDS = ("host", "paths")
@@ -92,6 +99,23 @@ def group_key(s: Snapshot, by: Sequence[str]) -> tuple[str | None, tuple[bytes, 
             tuple(sorted(b.paths)) if "paths" in by else None)
 
 
+def is_empty_stdin(s: Snapshot) -> bool:
+    """A snapshot of a standard input that held nothing: tagged so, and its stats agree
+    (a tag alone, which any writer can set on a real backup, is not enough)."""
+    b = s.body
+    return b is not None and EMPTY_STDIN_TAG in b.tags and b.stats.get("bytes_total") == 0
+
+
+def stdin_tags(tags: Sequence[str], empty: bool, warn: Callable[[str], None]) -> tuple[str, ...]:
+    """The tags of a new snapshot; for one of an empty standard input (a pipe whose writer
+    failed), ``EMPTY_STDIN_TAG`` too, and a warning: such a backup is never silent."""
+    if not empty:
+        return tuple(tags)
+    warn(f"standard input was empty; the snapshot is tagged {EMPTY_STDIN_TAG} and forget's "
+         "--keep rules never count it")
+    return tuple(tags) if EMPTY_STDIN_TAG in tags else (*tags, EMPTY_STDIN_TAG)
+
+
 def _newest_first(snaps: Sequence[Snapshot]) -> list[Snapshot]:
     return sorted(snaps, key=lambda s: (s.head.time_ns, s.head.seq, s.id), reverse=True)
 
@@ -99,7 +123,9 @@ def _newest_first(snaps: Sequence[Snapshot]) -> list[Snapshot]:
 def _keep_group(snaps: list[Snapshot], policy: Policy, untrusted: Mapping[str, str],
                 tz: datetime.tzinfo | None) -> tuple[Verdict, ...]:
     reasons: dict[str, list[str]] = {s.id: [] for s in snaps}
-    counted = [s for s in snaps if s.id not in untrusted and s.body is not None]
+    empty = {s.id for s in snaps if s.id not in untrusted and is_empty_stdin(s)}
+    counted = [s for s in snaps
+               if s.id not in untrusted and s.body is not None and s.id not in empty]
     for s in snaps:
         if s.body is None:
             reasons[s.id].append("cannot read it: kept")
@@ -127,7 +153,9 @@ def _keep_group(snaps: list[Snapshot], policy: Policy, untrusted: Mapping[str, s
         hit = sorted(policy.tags & set(s.body.tags if s.body else ()))
         if hit:
             reasons[s.id].append(f"tag {','.join(hit)}")
-    return tuple(Verdict(s, bool(reasons[s.id]), tuple(reasons[s.id])) for s in snaps)
+    return tuple(Verdict(s, True, tuple(reasons[s.id])) if reasons[s.id] else
+                 Verdict(s, False, ("empty standard input, not counted",) if s.id in empty
+                         else ()) for s in snaps)
 
 
 def plan(snaps: Sequence[Snapshot], policy: Policy, untrusted: Mapping[str, str],
@@ -146,4 +174,5 @@ def plan(snaps: Sequence[Snapshot], policy: Policy, untrusted: Mapping[str, str]
     return out
 
 
-__all__ = ["GROUP_FIELDS", "Group", "Policy", "Verdict", "group_key", "parse_duration", "plan"]
+__all__ = ["EMPTY_STDIN_TAG", "GROUP_FIELDS", "Group", "Policy", "Verdict", "group_key",
+           "is_empty_stdin", "parse_duration", "plan", "stdin_tags"]

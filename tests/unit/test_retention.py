@@ -128,3 +128,33 @@ def test_setting_snapshots_aside_only_ever_keeps_more(
     before = kept(retention.plan(snaps, policy, dict.fromkeys(small, "x"), tz=UTC))
     after = kept(retention.plan(snaps, policy, dict.fromkeys(large, "x"), tz=UTC))
     assert before <= after
+
+
+def _stdin_snap(i: int, ns: int, size: int, tags: tuple[str, ...]) -> Snapshot:
+    body = SnapshotBody(b"t" * 32, (b"/db.sql",), "web1", "u", tags, None, {},
+                        {"files": 1, "bytes_total": size})
+    return Snapshot(f"{i:064x}", SnapshotHead(i, (), ns), body)
+
+
+def test_snapshots_of_an_empty_stdin_are_not_counted_and_go() -> None:
+    """A dump that failed three nights running (pg_dump | repofs create --stdin-name)
+    must not push the last good dumps out of --keep-daily 2."""
+    day = 24 * HOUR
+    base = 1_700_000_000 * 10**9
+    empty = (retention.EMPTY_STDIN_TAG,)
+    snaps = [_stdin_snap(0, base, 100, ()), _stdin_snap(1, base + day, 100, ()),
+             *(_stdin_snap(i, base + i * day, 0, empty) for i in range(2, 5)),
+             _stdin_snap(5, base + 5 * day, 100, empty)]  # a tag alone is not enough
+    (g,) = retention.plan(snaps, retention.Policy(daily=2), {}, tz=UTC)
+    assert kept([g]) == {snaps[1].id, snaps[5].id}
+    gone = {v.snapshot.id: v.reasons for v in g.verdicts if not v.keep}
+    assert gone[snaps[2].id] == ("empty standard input, not counted",)
+    assert gone[snaps[0].id] == ()
+    assert retention.is_empty_stdin(snaps[3]) and not retention.is_empty_stdin(snaps[5])
+
+
+def test_stdin_tags_warn_and_mark_only_an_empty_stdin() -> None:
+    said: list[str] = []
+    assert retention.stdin_tags(("a",), False, said.append) == ("a",) and said == []
+    assert retention.stdin_tags(("a",), True, said.append) == ("a", retention.EMPTY_STDIN_TAG)
+    assert len(said) == 1 and "never count" in said[0]
