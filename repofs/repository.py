@@ -284,15 +284,28 @@ class Repository:
 
     def walk(self, entry: Entry, path: bytes,
              depth: int = 0) -> Iterator[tuple[bytes, Entry]]:
-        """(path, entry) for everything below a directory entry, depth first, sorted."""
+        """(path, entry) for everything below a directory entry, depth first, sorted.
+
+        Iterative (one frame per level, each holding its tree's entries): a stored tree
+        may nest down to spec.MAX_TREE_DEPTH, far past Python's recursion limit.
+        """
         if entry.type != DIR or entry.subtree is None:
             return
         if depth > spec.MAX_TREE_DEPTH:
             raise IntegrityError("tree", entry.subtree.hex(), "nested too deep")
-        for child in self.load_tree(entry.subtree):
-            child_path = path.rstrip(b"/") + b"/" + child.name
+        stack = [(path.rstrip(b"/"), iter(self.load_tree(entry.subtree)), depth)]
+        while stack:
+            base, children, level = stack[-1]
+            child = next(children, None)
+            if child is None:
+                stack.pop()
+                continue
+            child_path = base + b"/" + child.name
             yield child_path, child
-            yield from self.walk(child, child_path, depth + 1)
+            if child.type == DIR and child.subtree is not None:
+                if level + 1 > spec.MAX_TREE_DEPTH:
+                    raise IntegrityError("tree", child.subtree.hex(), "nested too deep")
+                stack.append((child_path, iter(self.load_tree(child.subtree)), level + 1))
 
     def iter_chunks(self, entry: Entry) -> Iterator[tuple[int, bytes | None, int]]:
         """(offset, data or None for a hole, size) for each part of a file entry."""
