@@ -257,7 +257,10 @@ class Repository:
             if t is not None:
                 self._trees.move_to_end(tree_id)
                 return t
-        t = decode_tree(self.read_blob(tree_id, spec.BLOB_TREE), tree_id.hex())
+        left_out: list[IntegrityError] = []
+        t = decode_tree(self.read_blob(tree_id, spec.BLOB_TREE), tree_id.hex(), left_out)
+        for error in left_out:  # the bad entry alone: its directory keeps the others
+            self.damage.report(error, "entry left out")
         with self._lock:
             self._trees[tree_id] = t
             while len(self._trees) > 512:
