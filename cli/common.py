@@ -42,6 +42,20 @@ class _Location(click.ParamType):
         return RemoteRepo(value) if is_remote(str(value)) else Path(value)
 
 
+class LocalPath(click.Path):
+    """A path on this machine that must not be empty: ``''`` (an unset variable in a
+    script) would otherwise mean the current directory, to back up or restore into."""
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> Any:
+        if isinstance(value, str) and value == "":
+            self.fail(EMPTY_PATH, param, ctx)
+        return super().convert(value, param, ctx)
+
+
+EMPTY_PATH = "an empty path is not allowed (an unset variable?)"
+
+
 def _set_ssh(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
     if value is not None:
         os.environ["REPOFS_SSH"] = value  # read by repofs.remote when it starts ssh

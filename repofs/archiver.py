@@ -12,7 +12,6 @@ from __future__ import annotations
 import getpass
 import os
 import socket
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -20,8 +19,9 @@ from dataclasses import dataclass, field
 
 from repofs import fsmeta, spec
 from repofs.chunker import Chunker
+from repofs.commandsource import command_output
 from repofs.content import ContentReader
-from repofs.errors import IntegrityError, RepofsError, SourceFailed
+from repofs.errors import IntegrityError, RepofsError
 from repofs.filescache import FilesCache, cache_dir
 from repofs.model import (
     DIR,
@@ -148,17 +148,8 @@ class Archiver:
         assert self.opts.stdin_name is not None
         name = self.opts.stdin_name
         if self.opts.stdin_command:
-            try:
-                proc = subprocess.Popen(list(self.opts.stdin_command), stdout=subprocess.PIPE)
-            except OSError as e:
-                raise SourceFailed(f"cannot run {self.opts.stdin_command[0]}: {e.strerror}") \
-                    from None
-            assert proc.stdout is not None
-            parts, size = self.content.stream(proc.stdout)
-            rc = proc.wait()
-            if rc != 0:
-                raise SourceFailed(f"command {self.opts.stdin_command[0]!r} exited with {rc}; "
-                                   "no snapshot was saved")
+            with command_output(self.opts.stdin_command) as out:
+                parts, size = self.content.stream(out)
         else:
             parts, size = self.content.stream(sys.stdin.buffer)
         now = time.time_ns()
@@ -367,14 +358,13 @@ class Archiver:
 
     def _archive_file(self, dfd: int, name: bytes, path: bytes,
                       st: os.stat_result) -> Entry | None:
-        self.stats.files += 1
-        self.stats.bytes_total += st.st_size
         hlid = None
         if st.st_nlink > 1:
             known = self._hardlinks.get((st.st_dev, st.st_ino))
             if known is not None:
                 hlid, parts, size = known
                 self._hl_counts[hlid] += 1
+                self._stored_file(size)
                 return self._entry(name, st, FILE, parts=parts, size=size, hardlink=hlid,
                                    xattrs=self._xattrs(dfd, name, None, path))
             hlid = len(self._hardlinks)
@@ -401,8 +391,8 @@ class Archiver:
                 fst = os.fstat(fd)
                 if not same_file(fst, st):
                     raise Replaced
-            self.stats.files_read += 1
             parts = self.content.read_file(fd, fst.st_size, st.st_blocks, st)
+            self.stats.files_read += 1
             after = os.fstat(fd)
             if not same_file(after, st):
                 raise Replaced
@@ -437,11 +427,18 @@ class Archiver:
     def _file_entry(self, dfd: int, name: bytes, path: bytes, st: os.stat_result,
                     fd: int | None, parts: tuple[Part, ...], hlid: int | None) -> Entry:
         size = sum(p.size for p in parts)
+        self._stored_file(size)
         if hlid is not None:
             self._hardlinks[(st.st_dev, st.st_ino)] = (hlid, parts, size)
             self._hl_counts[hlid] = 1
         return self._entry(name, st, FILE, parts=parts, size=size, hardlink=hlid,
                            xattrs=self._xattrs(dfd, name, fd, path))
+
+    def _stored_file(self, size: int) -> None:
+        """Count a file in the snapshot: only once its entry is made (a file that could
+        not be read is a warning, not a file backed up)."""
+        self.stats.files += 1
+        self.stats.bytes_total += size
 
     def _entry(self, name: bytes, st: os.stat_result, t: str, **kw: object) -> Entry:
         self._maybe_progress(name)

@@ -86,12 +86,14 @@ class Repository:
             raise ValueError("the admin passphrase must differ from the passphrase")
         repo_id = crypto.random_bytes(32)
         master = keys.generate(repo_id)
-        store = create_store(path, _encode_config(repo_id))
+        # the key files first: a passphrase they refuse must leave no repository behind
         keyfile = keys.wrap(master, passphrase, kdf)
+        admin_file = None if admin_passphrase is None else \
+            keys.wrap(keys.restrict(master, keys.CAP_ADMIN), admin_passphrase, kdf)
+        store = create_store(path, _encode_config(repo_id))
         name = crypto.object_name(keyfile)
         store.put(spec.NS_KEYS, name, keyfile)
-        if admin_passphrase is not None:
-            admin_file = keys.wrap(keys.restrict(master, keys.CAP_ADMIN), admin_passphrase, kdf)
+        if admin_file is not None:
             store.put(spec.NS_KEYS, crypto.object_name(admin_file), admin_file)
         return cls(store, keys.unwrap(keyfile, name, passphrase, repo_id) or master)
 
