@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import click
@@ -69,6 +70,8 @@ def mount(repo: Path, mountpoint: Path, ref: str | None, foreground: bool, allow
         raise click.ClickException("this key cannot read snapshot contents")
     snap = r.snapshots.resolve(ref) if ref is not None else None
     fs = SnapshotFS(r, Presentation(uid=uid, gid=gid, umask=umask or 0), snap)
+    # from now on damage is met in the daemon, whose standard error goes nowhere: its log
+    r.damage.listener = lambda d: logging.getLogger("repofs.mount").warning("%s", d.line())
 
     def audit_mount() -> None:  # logged once served: at once in the foreground, else when ready
         audit.event("mount", repo=r.id, key=r.keys.key_name, path=repo.absolute(),

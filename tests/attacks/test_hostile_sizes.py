@@ -103,3 +103,5 @@ def test_the_mount_hides_the_bad_entry_alone_and_never_serves_short_content(
     assert (d / "z").read_bytes() == SMALL
     assert (d / "a").read_bytes() == CONTENT
     assert os.stat(d / "long").st_size == 2 * len(CONTENT)
+    log = (mounted.parent / "mount.log").read_text()
+    assert "entry b'big': field 's' out of range (entry left out)" in log, log
