@@ -7,7 +7,13 @@ from pathlib import Path
 
 import click
 from repofs_cli import output
-from repofs_cli.common import SourcePath, json_option, open_repo, repo_option
+from repofs_cli.common import (
+    EMPTY_PATH,
+    LocalPath,
+    json_option,
+    open_repo,
+    repo_option,
+)
 from repofs_cli.outcome import Outcome
 
 from repofs import audit
@@ -19,11 +25,11 @@ from repofs.session import WriteSession
 
 @click.command("create", context_settings={"ignore_unknown_options": False})
 @repo_option
-@click.argument("paths", nargs=-1, type=SourcePath())
+@click.argument("paths", nargs=-1)
 @click.option("-e", "--exclude", "excludes", multiple=True, metavar="PATTERN",
               help="Skip paths matching PATTERN (repeatable).")
 @click.option("--exclude-from", "exclude_from", multiple=True,
-              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              type=LocalPath(exists=True, dir_okay=False, path_type=Path),
               help="Read exclude patterns from FILE, one a line.")
 @click.option("--exclude-caches", is_flag=True,
               help="Skip the contents of directories holding a CACHEDIR.TAG.")
@@ -40,7 +46,7 @@ from repofs.session import WriteSession
               help="zstd[,LEVEL] or none.")
 @click.option("--no-cache", is_flag=True, help="Read every file, ignoring the files cache.")
 @json_option
-def create(repo: Path, paths: tuple[Path, ...], excludes: tuple[str, ...],
+def create(repo: Path, paths: tuple[str, ...], excludes: tuple[str, ...],
            exclude_from: tuple[Path, ...], exclude_caches: bool, one_file_system: bool,
            tags: tuple[str, ...], host: str | None, name: str | None, stdin_name: str | None,
            stdin_from_command: bool, compression: str, no_cache: bool, as_json: bool) -> Outcome:
@@ -60,8 +66,10 @@ def create(repo: Path, paths: tuple[Path, ...], excludes: tuple[str, ...],
     if stdin_from_command:
         if not paths:
             raise click.UsageError("--stdin-from-command needs a command after --")
-        command = [str(p) for p in paths]
+        command = list(paths)
         stdin_name = stdin_name or "stdin"
+    elif "" in paths:  # paths, not a command's words (which may well be empty)
+        raise click.BadParameter(EMPTY_PATH, param_hint="PATHS")
     elif stdin_name is None and not paths:
         raise click.UsageError("nothing to back up: give PATHS, or --stdin-name")
     elif stdin_name is not None and paths:

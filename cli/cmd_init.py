@@ -40,7 +40,16 @@ def init(repo: Path, as_json: bool) -> None:
                           "admin_key": admin_key})
     else:
         click.echo(f"created repository {r.id[:8]} at {repo}")
-        click.echo("keep the passphrase safe: without it the backups cannot be read")
+        local = isinstance(repo, Path)
+        where = repo / "keys" / r.keys.key_name if local else \
+            f"keys/{r.keys.key_name} (in the repository, on the server)"
+        click.echo(f"key file: {where}")
+        click.echo("Reading the backups needs both this key file and the passphrase: "
+                   "without\neither there is no recovery. Keep the passphrase safe, and a "
+                   "copy of the key file\napart from the repository (it is useless without "
+                   "the passphrase), for example:")
+        click.echo(f"  cp {where} /media/usb/" if local else
+                   f"  scp SERVER:REPOSITORY/keys/{r.keys.key_name} /media/usb/")
         if admin_key is not None:
             click.echo(f"admin key {admin_key[:8]}: give its passphrase to no backup host")
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import click
-from repofs_cli.common import open_repo, repo_option
+from repofs_cli.common import LocalPath, open_repo, repo_option
 
 from repofs import audit
 
@@ -27,7 +28,7 @@ def _octal(ctx: click.Context, param: click.Parameter, value: str | None) -> int
 
 @click.command("mount")
 @repo_option
-@click.argument("mountpoint", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("mountpoint", type=LocalPath(file_okay=False, path_type=Path))
 @click.option("--snapshot", "ref", metavar="SNAPSHOT",
               help="Show only this snapshot (id, id prefix, name or 'latest') at the root.")
 @click.option("-f", "--foreground", is_flag=True,
@@ -38,7 +39,7 @@ def _octal(ctx: click.Context, param: click.Parameter, value: str | None) -> int
 @click.option("--gid", type=click.IntRange(0, 2**32 - 2), help="Show every file with group GID.")
 @click.option("--umask", callback=_octal, metavar="OCTAL",
               help="Clear these permission bits of every file (e.g. 077).")
-@click.option("--log-file", type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--log-file", type=LocalPath(dir_okay=False, path_type=Path),
               help="Append the daemon's log lines here (default: syslog).")
 def mount(repo: Path, mountpoint: Path, ref: str | None, foreground: bool, allow_other: bool,
           uid: int | None, gid: int | None, umask: int | None, log_file: Path | None) -> None:
@@ -57,11 +58,20 @@ def mount(repo: Path, mountpoint: Path, ref: str | None, foreground: bool, allow
     from repofs import fuse
     from repofs.vfs import Presentation, SnapshotFS
 
+    if log_file is not None:  # here, not in the daemon: its errors reach no terminal
+        try:
+            with open(log_file, "a"):
+                pass
+        except OSError as e:
+            raise click.BadParameter(f"cannot open {log_file}: {e.strerror}",
+                                     param_hint="--log-file") from None
     r = open_repo(repo)
     if not r.can_read:
         raise click.ClickException("this key cannot read snapshot contents")
     snap = r.snapshots.resolve(ref) if ref is not None else None
     fs = SnapshotFS(r, Presentation(uid=uid, gid=gid, umask=umask or 0), snap)
+    # from now on damage is met in the daemon, whose standard error goes nowhere: its log
+    r.damage.listener = lambda d: logging.getLogger("repofs.mount").warning("%s", d.line())
 
     def audit_mount() -> None:  # logged once served: at once in the foreground, else when ready
         audit.event("mount", repo=r.id, key=r.keys.key_name, path=repo.absolute(),
@@ -78,7 +88,7 @@ def mount(repo: Path, mountpoint: Path, ref: str | None, foreground: bool, allow
 
 
 @click.command("umount")
-@click.argument("mountpoint", type=click.Path(path_type=Path))
+@click.argument("mountpoint", type=LocalPath(path_type=Path))
 def umount(mountpoint: Path) -> None:
     """Unmount a repofs mount (also when its daemon was killed)."""
     from repofs import fuse

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 from repofs_cli import output
-from repofs_cli.common import json_option, open_repo, repo_option
+from repofs_cli.common import LocalPath, json_option, open_repo, repo_option
 from repofs_cli.outcome import Outcome
 
 from repofs import audit
@@ -20,7 +20,7 @@ from repofs.restorer import RestoreOptions, Restorer, RestoreStats, dump
 @click.command("restore")
 @repo_option
 @click.argument("snapshot", metavar="SNAPSHOT[:PATH]")
-@click.option("-t", "--target", required=True, type=click.Path(path_type=Path),
+@click.option("-t", "--target", required=True, type=LocalPath(path_type=Path),
               help="Directory to restore into (created if missing).")
 @click.option("-i", "--include", "includes", multiple=True, metavar="PATTERN",
               help="Restore only paths matching PATTERN (repeatable).")

@@ -42,21 +42,18 @@ class _Location(click.ParamType):
         return RemoteRepo(value) if is_remote(str(value)) else Path(value)
 
 
-class SourcePath(click.ParamType):
-    """A path to back up, as given: never checked with ``os.access`` (click.Path does), which
-    uses the real uid and ignores capabilities, so the service user reading through
-    CAP_DAC_READ_SEARCH would be refused a path it can read. The archiver opens each path
-    and reports what it cannot read; only an empty string is refused here."""
-
-    name = "PATH"
+class LocalPath(click.Path):
+    """A path on this machine that must not be empty: ``''`` (an unset variable in a
+    script) would otherwise mean the current directory, to back up or restore into."""
 
     def convert(self, value: Any, param: click.Parameter | None,
-                ctx: click.Context | None) -> Path:
-        if isinstance(value, Path):
-            return value
-        if not value:
-            self.fail("an empty path names nothing to back up", param, ctx)
-        return Path(value)
+                ctx: click.Context | None) -> Any:
+        if isinstance(value, str) and value == "":
+            self.fail(EMPTY_PATH, param, ctx)
+        return super().convert(value, param, ctx)
+
+
+EMPTY_PATH = "an empty path is not allowed (an unset variable?)"
 
 
 def _set_ssh(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:

@@ -71,6 +71,10 @@ def main() -> None:
     except click.exceptions.Abort:
         click.echo("repofs: interrupted", err=True)
         sys.exit(EXIT_INTERRUPTED)
+    except click.exceptions.NoArgsIsHelpError as e:  # a group without its command
+        path = e.ctx.command_path if e.ctx is not None else "repofs"
+        output.error(f"no command given (see '{path} --help')")
+        sys.exit(EXIT_ERROR)
     except click.UsageError as e:
         where = f"repofs {e.ctx.command_path.split(' ', 1)[1]}" if (
             e.ctx is not None and " " in e.ctx.command_path) else "repofs"

@@ -39,7 +39,7 @@ def get(confirm: bool = False, prefix: str = "REPOFS", label: str = "Passphrase"
 
 def _from_environment(prefix: str) -> bytes | None:
     env = os.environ.get(f"{prefix}_PASSPHRASE")
-    if env:  # an empty variable counts as unset, never as an empty passphrase
+    if env is not None:  # set, even empty: an empty passphrase (repofs(1), ENVIRONMENT)
         return env.encode()
     path = os.environ.get(f"{prefix}_PASSPHRASE_FILE")
     if path:
@@ -50,13 +50,29 @@ def _from_environment(prefix: str) -> bytes | None:
             raise NoPassphrase(f"cannot read {prefix}_PASSPHRASE_FILE: {e.strerror}") from None
     cmd = os.environ.get(f"{prefix}_PASSCOMMAND")
     if cmd:
-        try:
-            out = subprocess.run(shlex.split(cmd), stdout=subprocess.PIPE, check=True,
-                                 stdin=subprocess.DEVNULL)
-        except (OSError, subprocess.CalledProcessError) as e:
-            raise NoPassphrase(f"{prefix}_PASSCOMMAND failed ({type(e).__name__})") from None
-        return out.stdout.split(b"\n", 1)[0].rstrip(b"\r")
+        return _run_passcommand(f"{prefix}_PASSCOMMAND", cmd)
     return None
+
+
+def _run_passcommand(variable: str, cmd: str) -> bytes:
+    """The first output line of the command (no shell); its failure said plainly: whether
+    it could not run, died of a signal or exited non-zero (never its output: a secret)."""
+    try:
+        argv = shlex.split(cmd)
+    except ValueError as e:
+        raise NoPassphrase(f"{variable} cannot be parsed: {e}") from None
+    if not argv:
+        raise NoPassphrase(f"{variable} holds no command")
+    try:
+        out = subprocess.run(argv, check=False, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    except OSError as e:
+        raise NoPassphrase(f"{variable}: cannot run {argv[0]!r}: "
+                           f"{e.strerror or type(e).__name__}") from None
+    if out.returncode < 0:
+        raise NoPassphrase(f"{variable}: {argv[0]!r} was killed by signal {-out.returncode}")
+    if out.returncode != 0:
+        raise NoPassphrase(f"{variable}: {argv[0]!r} exited with status {out.returncode}")
+    return out.stdout.split(b"\n", 1)[0].rstrip(b"\r")
 
 
 def admin() -> bytes:
@@ -69,7 +85,7 @@ def admin_for_init() -> bytes | None:
     """The admin passphrase for a new repository, or None: no admin key (never prunable)."""
     found = _from_environment("REPOFS_ADMIN")
     if found is not None or not sys.stdin.isatty():
-        return found
+        return found or None  # empty, like an empty answer: no admin key
     value: str = click.prompt("Admin passphrase, for forget and prune (empty: no admin key, "
                               "the repository can never be pruned)", hide_input=True,
                               default="", show_default=False,

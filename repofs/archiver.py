@@ -12,16 +12,16 @@ from __future__ import annotations
 import getpass
 import os
 import socket
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import IO
 
 from repofs import fsmeta, retention, spec
 from repofs.chunker import Chunker
-from repofs.errors import IntegrityError, RepofsError, SourceFailed
+from repofs.commandsource import command_output
+from repofs.content import ContentReader
+from repofs.errors import IntegrityError, RepofsError
 from repofs.filescache import FilesCache, cache_dir
 from repofs.model import (
     DIR,
@@ -37,9 +37,16 @@ from repofs.model import (
 )
 from repofs.patterns import PatternSet
 from repofs.session import WriteSession
-
-CACHEDIR_SIGNATURE = b"Signature: 8a477f597d28d172789f06886806bc55"
-_OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+from repofs.sourcetree import (
+    OPEN_FLAGS,
+    DirFrame,
+    Replaced,
+    allow_deep_walks,
+    is_cache_dir,
+    one_read,
+    outermost,
+    same_file,
+)
 
 
 @dataclass
@@ -83,7 +90,7 @@ class Archiver:
         self.stats = CreateStats()
         self.progress = progress
         repo = session.repo
-        self.chunker = Chunker(repo.keys.chunker_key)
+        self.content = ContentReader(session, Chunker(repo.keys.chunker_key), self._counted)
         self.cache = FilesCache(cache_dir(repo.id) / "files", repo.keys.id_key)
         self._hardlinks: dict[tuple[int, int], tuple[int, tuple[Part, ...], int]] = {}
         self._hl_counts: dict[int, int] = {}
@@ -92,6 +99,7 @@ class Archiver:
     # -- entry points ------------------------------------------------------------------
     def run(self) -> Snapshot:
         start = time.time_ns()
+        allow_deep_walks()
         host = self.opts.host or socket.gethostname()
         try:
             check_labels(self.opts.name, host, self.opts.tags)
@@ -109,7 +117,7 @@ class Archiver:
         if self.opts.stdin_name is not None:
             root, paths = self._stdin_root(), [b"/" + self.opts.stdin_name]
         else:
-            paths = _outermost(self.opts.paths)
+            paths = outermost(self.opts.paths)
             root = self._paths_root(paths)
         tree_id = self.session.add(spec.BLOB_TREE, self._tree(b"/", root))
         s = self.stats
@@ -141,19 +149,10 @@ class Archiver:
         assert self.opts.stdin_name is not None
         name = self.opts.stdin_name
         if self.opts.stdin_command:
-            try:
-                proc = subprocess.Popen(list(self.opts.stdin_command), stdout=subprocess.PIPE)
-            except OSError as e:
-                raise SourceFailed(f"cannot run {self.opts.stdin_command[0]}: {e.strerror}") \
-                    from None
-            assert proc.stdout is not None
-            parts, size = self._store_stream(proc.stdout)
-            rc = proc.wait()
-            if rc != 0:
-                raise SourceFailed(f"command {self.opts.stdin_command[0]!r} exited with {rc}; "
-                                   "no snapshot was saved")
+            with command_output(self.opts.stdin_command) as out:
+                parts, size = self.content.stream(out)
         else:
-            parts, size = self._store_stream(sys.stdin.buffer)
+            parts, size = self.content.stream(sys.stdin.buffer)
         now = time.time_ns()
         self.stats.files += 1
         self.stats.bytes_total += size
@@ -161,25 +160,15 @@ class Archiver:
                       mtime_ns=now, ctime_ns=now, user=fsmeta.user_name(os.getuid()),
                       group=fsmeta.group_name(os.getgid()), size=size, parts=parts)]
 
-    def _store_stream(self, stream: IO[bytes],
-                      size_hint: int | None = None) -> tuple[tuple[Part, ...], int]:
-        parts = []
-        size = 0
-        chunks = self.chunker.chunks(stream.readinto, size_hint)  # type: ignore[attr-defined]
-        for blob_id, n in self.session.add_stream(spec.BLOB_DATA, chunks):
-            parts.append(Part(blob_id, n))
-            size += n
-            self.stats.bytes_read += n
-            self._maybe_progress(b"")
-        return tuple(parts), size
-
     # -- paths -------------------------------------------------------------------------
     def _paths_root(self, paths: Sequence[bytes]) -> list[Entry]:
         """The snapshot root: the given paths under their parent directories."""
         if paths == [b"/"]:
             fd = os.open(b"/", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            top = DirFrame(fd=fd, name=b"/", path=b"/", st=None, xattrs=(), depth=0,
+                       names=self._listing(fd, b"/"))
             try:
-                return self._children(fd, b"/", os.fstat(fd).st_dev, 0)
+                return self._walk(top, os.fstat(fd).st_dev)
             finally:
                 os.close(fd)
         nested: dict[bytes, object] = {}
@@ -188,22 +177,35 @@ class Archiver:
             for comp in p.strip(b"/").split(b"/"):
                 node = node.setdefault(comp, {})  # type: ignore[assignment]
             node[b""] = p  # marks a path to archive whole
-        return self._virtual_dir(b"", nested)
+        return self._virtual_root(nested)
 
-    def _virtual_dir(self, prefix: bytes, node: dict[bytes, object]) -> list[Entry]:
-        entries = []
-        for comp, child in sorted(node.items()):
+    def _virtual_root(self, nested: dict[bytes, object]) -> list[Entry]:
+        """The given paths' parents, bottom-up, without recursion (a path may have
+        thousands of components)."""
+        # each frame: (path, the node's children still to visit, the entries made)
+        stack: list[tuple[bytes, list[tuple[bytes, object]], list[Entry]]] = [
+            (b"", sorted(nested.items(), reverse=True), [])]
+        while True:
+            prefix, todo, entries = stack[-1]
+            if not todo:
+                stack.pop()
+                if not stack:
+                    return entries
+                e = self._synthetic_dir(prefix, entries)
+                if e is not None:
+                    stack[-1][2].append(e)
+                continue
+            comp, child = todo.pop()
             if comp == b"":
                 continue
             path = prefix + b"/" + comp
             assert isinstance(child, dict)
             if b"" in child:
-                e = self._archive_top(path)
+                top = self._archive_top(path)
+                if top is not None:
+                    entries.append(top)
             else:
-                e = self._synthetic_dir(path, self._virtual_dir(path, child))
-            if e is not None:
-                entries.append(e)
-        return entries
+                stack.append((path, sorted(child.items(), reverse=True), []))
 
     def _synthetic_dir(self, path: bytes, children: list[Entry]) -> Entry | None:
         """A parent of a given path: its own metadata, but only the given children."""
@@ -239,18 +241,70 @@ class Archiver:
     # -- the walk ----------------------------------------------------------------------
     def _archive(self, dfd: int, name: bytes, path: bytes, st: os.stat_result,
                  root_dev: int, depth: int) -> Entry | None:
+        """One item given on the command line, and everything below it."""
+        entry, top = self._visit(dfd, name, path, st, root_dev, depth)
+        if top is None:
+            return entry
+        try:
+            children = self._walk(top, root_dev)
+        except BaseException:
+            os.close(top.fd)
+            raise
+        return self._finish_dir(top, children)
+
+    def _visit(self, dfd: int, name: bytes, path: bytes, st: os.stat_result,
+               root_dev: int, depth: int) -> tuple[Entry | None, DirFrame | None]:
+        """Archive a non-directory (its entry), or open a directory (its frame)."""
         t = fsmeta.entry_type(st)
         if t == fsmeta.SOCKET:
             self.warn(path, "socket skipped")
-            return None
+            return None, None
         if t == DIR:
-            return self._archive_dir(dfd, name, path, st, root_dev, depth)
+            return None, self._open_dir(dfd, name, path, st, root_dev, depth)
         if t == FILE:
-            return self._archive_file(dfd, name, path, st)
+            return self._archive_file(dfd, name, path, st), None
         self.stats.others += 1
         target = os.readlink(name, dir_fd=dfd) if t == SYMLINK else None
         return self._entry(name, st, t, target=target,
-                           xattrs=self._xattrs(dfd, name, None, path))
+                           xattrs=self._xattrs(dfd, name, None, path)), None
+
+    def _walk(self, top: DirFrame, root_dev: int) -> list[Entry]:
+        """The entries of ``top``'s directory, its subdirectories archived depth first.
+
+        Iterative, with one frame (and one open directory) per level: a real tree may
+        be as deep as spec.MAX_TREE_DEPTH, far past Python's recursion limit. ``top``
+        stays open: its caller owns it.
+        """
+        stack = [top]
+        try:
+            while True:
+                frame = stack[-1]
+                if frame.pos == len(frame.names):
+                    stack.pop()
+                    if not stack:
+                        return frame.children
+                    stack[-1].children.append(self._finish_dir(frame, frame.children))
+                    continue
+                n = frame.names[frame.pos]
+                frame.pos += 1
+                child = (frame.path if frame.path != b"/" else b"") + b"/" + n
+                if self.opts.excludes and self.opts.excludes.matches(child):
+                    continue
+                try:
+                    cst = os.stat(n, dir_fd=frame.fd, follow_symlinks=False)
+                except FileNotFoundError:
+                    continue  # vanished since listing: not a problem
+                except OSError as e:
+                    self.warn(child, e.strerror or str(e))
+                    continue
+                entry, sub = self._visit(frame.fd, n, child, cst, root_dev, frame.depth + 1)
+                if sub is not None:
+                    stack.append(sub)
+                elif entry is not None:
+                    frame.children.append(entry)
+        finally:
+            for frame in stack[1:]:
+                os.close(frame.fd)
 
     def _xattrs(self, dfd: int, name: bytes, fd: int | None,
                 path: bytes) -> tuple[tuple[bytes, bytes], ...]:
@@ -260,8 +314,9 @@ class Archiver:
             self.warn(path, f"xattrs not read: {e.strerror}")
             return ()
 
-    def _archive_dir(self, dfd: int, name: bytes, path: bytes, st: os.stat_result,
-                     root_dev: int, depth: int) -> Entry | None:
+    def _open_dir(self, dfd: int, name: bytes, path: bytes, st: os.stat_result,
+                  root_dev: int, depth: int) -> DirFrame | None:
+        """A frame for a directory: opened, its xattrs read, its names listed."""
         self.stats.dirs += 1
         try:
             fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
@@ -271,51 +326,46 @@ class Archiver:
             return None
         try:
             xattrs = self._xattrs(dfd, name, fd, path)
-            children: list[Entry] = []
+            names: list[bytes] = []
             if depth >= spec.MAX_TREE_DEPTH:
                 self.warn(path, "directory nesting too deep, contents skipped")
             elif not (self.opts.one_file_system and st.st_dev != root_dev):
-                children = self._children(fd, path, root_dev, depth)
-            sub = self.session.add(spec.BLOB_TREE, self._tree(path, children))
-            return self._entry(name, st, DIR, subtree=sub, xattrs=xattrs)
-        finally:
+                names = self._listing(fd, path)
+        except BaseException:
             os.close(fd)
+            raise
+        return DirFrame(fd=fd, name=name, path=path, st=st, xattrs=xattrs, depth=depth,
+                    names=names)
 
-    def _children(self, fd: int, path: bytes, root_dev: int, depth: int) -> list[Entry]:
+    def _finish_dir(self, frame: DirFrame, children: list[Entry]) -> Entry:
+        """The directory's entry, once all below it is stored; closes its descriptor."""
+        try:
+            assert frame.st is not None
+            sub = self.session.add(spec.BLOB_TREE, self._tree(frame.path, children))
+            return self._entry(frame.name, frame.st, DIR, subtree=sub, xattrs=frame.xattrs)
+        finally:
+            os.close(frame.fd)
+            frame.fd = -1
+
+    def _listing(self, fd: int, path: bytes) -> list[bytes]:
         try:
             names = sorted(os.fsencode(n) for n in os.listdir(fd))
         except OSError as e:
             self.warn(path, f"directory not listed: {e.strerror}")
             return []
-        if self.opts.exclude_caches and _is_cache_dir(fd, names):
+        if self.opts.exclude_caches and is_cache_dir(fd, names):
             names = [b"CACHEDIR.TAG"]
-        out: list[Entry] = []
-        for n in names:
-            child = (path if path != b"/" else b"") + b"/" + n
-            if self.opts.excludes and self.opts.excludes.matches(child):
-                continue
-            try:
-                cst = os.stat(n, dir_fd=fd, follow_symlinks=False)
-            except FileNotFoundError:
-                continue  # vanished since listing: not a problem
-            except OSError as e:
-                self.warn(child, e.strerror or str(e))
-                continue
-            entry = self._archive(fd, n, child, cst, root_dev, depth + 1)
-            if entry is not None:
-                out.append(entry)
-        return out
+        return names
 
     def _archive_file(self, dfd: int, name: bytes, path: bytes,
                       st: os.stat_result) -> Entry | None:
-        self.stats.files += 1
-        self.stats.bytes_total += st.st_size
         hlid = None
         if st.st_nlink > 1:
             known = self._hardlinks.get((st.st_dev, st.st_ino))
             if known is not None:
                 hlid, parts, size = known
                 self._hl_counts[hlid] += 1
+                self._stored_file(size)
                 return self._entry(name, st, FILE, parts=parts, size=size, hardlink=hlid,
                                    xattrs=self._xattrs(dfd, name, None, path))
             hlid = len(self._hardlinks)
@@ -323,10 +373,10 @@ class Archiver:
         if cached is not None:  # not even opened: the lstat matched the files cache
             return self._file_entry(dfd, name, path, st, None, cached, hlid)
         try:
-            fd = os.open(name, _OPEN_FLAGS | getattr(os, "O_NOATIME", 0), dir_fd=dfd)
+            fd = os.open(name, OPEN_FLAGS | getattr(os, "O_NOATIME", 0), dir_fd=dfd)
         except PermissionError:
             try:
-                fd = os.open(name, _OPEN_FLAGS, dir_fd=dfd)
+                fd = os.open(name, OPEN_FLAGS, dir_fd=dfd)
             except OSError as e:
                 self.warn(path, f"not read: {e.strerror}")
                 return None
@@ -338,21 +388,22 @@ class Archiver:
             # checked by the fstat after it (a system call less per file, most of a tree
             # of small files); a file that may be read at length is checked first.
             fst = st
-            if not _one_read(st.st_size, st.st_blocks):
+            if not one_read(st.st_size, st.st_blocks):
                 fst = os.fstat(fd)
-                if not _same_file(fst, st):
-                    raise _Replaced
-            parts = self._read_file(fd, fst.st_size, st.st_blocks, st)
+                if not same_file(fst, st):
+                    raise Replaced
+            parts = self.content.read_file(fd, fst.st_size, st.st_blocks, st)
+            self.stats.files_read += 1
             after = os.fstat(fd)
-            if not _same_file(after, st):
-                raise _Replaced
+            if not same_file(after, st):
+                raise Replaced
             if (after.st_mtime_ns, after.st_size, after.st_ctime_ns) != (
                 fst.st_mtime_ns, fst.st_size, fst.st_ctime_ns):
                 self.warn(path, "changed while being read")
             elif self.opts.use_files_cache:
                 self.cache.remember(path, after, parts)
             return self._file_entry(dfd, name, path, after, fd, parts, hlid)
-        except _Replaced:
+        except Replaced:
             self.warn(path, "replaced while being read, skipped")
             return None
         except OSError as e:
@@ -360,22 +411,6 @@ class Archiver:
             return None
         finally:
             os.close(fd)
-
-    def _read_small(self, fd: int, size: int) -> tuple[Part, ...] | None:
-        """A file that is one chunk at most, in one read: most files of a source tree.
-
-        Size + 1 bytes are asked for; exactly ``size`` back means the whole file was
-        read (a file that changes meanwhile is caught by the fstat after reading).
-        Anything else (a short read, a file that grew) returns None for the general
-        path, which reads until EOF. No chunker, buffer or stream object is made:
-        their cost per file was most of the time of a tree of small files.
-        """
-        data = os.read(fd, size + 1)
-        if len(data) != size:
-            return None
-        self.stats.bytes_read += size
-        self._maybe_progress(b"")
-        return (Part(self.session.add(spec.BLOB_DATA, data), size),) if size else ()
 
     def _unchanged(self, path: bytes, st: os.stat_result) -> tuple[Part, ...] | None:
         """The content list from the files cache, if the file and all its chunks are known."""
@@ -393,51 +428,18 @@ class Archiver:
     def _file_entry(self, dfd: int, name: bytes, path: bytes, st: os.stat_result,
                     fd: int | None, parts: tuple[Part, ...], hlid: int | None) -> Entry:
         size = sum(p.size for p in parts)
+        self._stored_file(size)
         if hlid is not None:
             self._hardlinks[(st.st_dev, st.st_ino)] = (hlid, parts, size)
             self._hl_counts[hlid] = 1
         return self._entry(name, st, FILE, parts=parts, size=size, hardlink=hlid,
                            xattrs=self._xattrs(dfd, name, fd, path))
 
-    def _read_file(self, fd: int, size: int, blocks: int,
-                   st: os.stat_result | None = None) -> tuple[Part, ...]:
-        """The file's content list; ``st`` (its lstat), if given, is what the fd must be
-        before it is read past ``size`` (it was not checked before the one small read)."""
-        self.stats.files_read += 1
-        if _one_read(size, blocks):
-            whole = self._read_small(fd, size)
-            if whole is not None:
-                return whole
-            # short read or grown: read on (until EOF) only if it is that file
-            if st is not None and not _same_file(os.fstat(fd), st):
-                raise _Replaced
-            os.lseek(fd, 0, os.SEEK_SET)
-        if blocks * 512 >= size or size == 0:
-            stream = os.fdopen(fd, "rb", buffering=0, closefd=False)
-            return self._store_stream(stream, size)[0]
-        parts: list[Part] = []
-        pos = 0
-        for off, length in fsmeta.data_extents(fd, size):
-            if off > pos:
-                parts.append(Part(None, off - pos))
-            os.lseek(fd, off, os.SEEK_SET)
-            remaining = length
-
-            def readinto(view: memoryview, _fd: int = fd) -> int:
-                nonlocal remaining
-                n = os.readv(_fd, [view[: min(len(view), remaining)]]) if remaining else 0
-                remaining -= n
-                return n
-
-            chunks = self.chunker.chunks(readinto, length)
-            for blob_id, n in self.session.add_stream(spec.BLOB_DATA, chunks):
-                parts.append(Part(blob_id, n))
-                self.stats.bytes_read += n
-            pos = off + length - remaining
-        if pos < size:
-            parts.append(Part(None, size - pos))
-        self._maybe_progress(b"")
-        return tuple(parts)
+    def _stored_file(self, size: int) -> None:
+        """Count a file in the snapshot: only once its entry is made (a file that could
+        not be read is a warning, not a file backed up)."""
+        self.stats.files += 1
+        self.stats.bytes_total += size
 
     def _entry(self, name: bytes, st: os.stat_result, t: str, **kw: object) -> Entry:
         self._maybe_progress(name)
@@ -448,6 +450,10 @@ class Archiver:
             rdev=st.st_rdev if t in ("b", "c") else 0, **kw,  # type: ignore[arg-type]
         )
 
+    def _counted(self, n: int) -> None:
+        self.stats.bytes_read += n
+        self._maybe_progress(b"")
+
     def _maybe_progress(self, name: bytes) -> None:
         if self.progress is None:
             return
@@ -455,42 +461,6 @@ class Archiver:
         if now - self._last_progress >= 0.2:
             self._last_progress = now
             self.progress(self.stats, name)
-
-
-class _Replaced(Exception):
-    """The opened file is not the one lstat saw (swapped in between)."""
-
-
-def _same_file(a: os.stat_result, b: os.stat_result) -> bool:
-    return (a.st_ino, a.st_dev) == (b.st_ino, b.st_dev)
-
-
-def _one_read(size: int, blocks: int) -> bool:
-    """Read in one bounded read: at most one chunk, and no holes to skip."""
-    return size <= spec.CHUNK_MIN and blocks * 512 >= size
-
-
-def _outermost(paths: Sequence[bytes]) -> list[bytes]:
-    """Absolute, normalised paths with those inside another given path dropped."""
-    norm = sorted({os.path.normpath(os.path.abspath(p)) for p in paths})
-    out: list[bytes] = []
-    for p in norm:
-        if not any(p == o or p.startswith(o.rstrip(b"/") + b"/") for o in out):
-            out.append(p)
-    return out
-
-
-def _is_cache_dir(fd: int, names: list[bytes]) -> bool:
-    if b"CACHEDIR.TAG" not in names:
-        return False
-    try:
-        tfd = os.open(b"CACHEDIR.TAG", os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
-    except OSError:
-        return False
-    try:
-        return os.read(tfd, len(CACHEDIR_SIGNATURE)) == CACHEDIR_SIGNATURE
-    finally:
-        os.close(tfd)
 
 
 def _current_user() -> str:

@@ -6,6 +6,7 @@ promises, so a hostile blob cannot make a reader allocate more than that.
 
 from __future__ import annotations
 
+import re
 import threading
 
 import zstandard
@@ -13,6 +14,7 @@ import zstandard
 from repofs.spec import CODEC_NONE, CODEC_ZSTD
 
 DEFAULT_LEVEL = 3
+_SPEC = re.compile(r"zstd(?:,(?P<level>[0-9]{1,2}))?|none", re.ASCII)
 _local = threading.local()
 
 
@@ -29,10 +31,16 @@ class Codec:
 
     @classmethod
     def parse(cls, spec: str) -> Codec:
-        """Parse ``zstd``, ``zstd,LEVEL`` or ``none``."""
-        name, _, level = spec.partition(",")
+        """Parse ``zstd``, ``zstd,LEVEL`` (LEVEL: ASCII digits, 1 to 22) or ``none``;
+        nothing else: not ``zstd,`` nor ``none,3`` (a level that would be ignored), nor
+        spaces, signs or other digits that int() would take."""
+        m = _SPEC.fullmatch(spec)
+        if m is None:
+            raise ValueError(f"bad --compression {spec!r}: give zstd, zstd,LEVEL (1..22) "
+                             "or none")
         try:
-            return cls(name, int(level) if level else DEFAULT_LEVEL)
+            return cls(spec.partition(",")[0],
+                       int(m["level"]) if m["level"] else DEFAULT_LEVEL)
         except ValueError as e:
             raise ValueError(f"bad --compression {spec!r}: {e}") from None
 

@@ -21,6 +21,7 @@ from repofs.errors import IntegrityError
 FILE, DIR, SYMLINK, BLOCK, CHAR, FIFO = "f", "d", "l", "b", "c", "p"
 TYPES = (FILE, DIR, SYMLINK, BLOCK, CHAR, FIFO)
 ID_LEN = 32
+MAX_FILE_SIZE = 2**63 - 1  # off_t: a larger size is one no OS can take (nor a hole)
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +89,7 @@ def _decode_parts(f: spec.Fields, size: int) -> tuple[Part, ...]:
         ok = (isinstance(p, list) and len(p) == 2
               and (p[0] is None or (isinstance(p[0], bytes) and len(p[0]) == ID_LEN))
               and isinstance(p[1], int) and not isinstance(p[1], bool)
-              and 0 <= p[1] <= (spec.CHUNK_MAX if p[0] is not None else 2**63))
+              and 0 <= p[1] <= (spec.CHUNK_MAX if p[0] is not None else MAX_FILE_SIZE))
         if not ok:
             raise f.fail("malformed file content list")
         parts.append(Part(p[0], p[1]))
@@ -99,13 +100,23 @@ def _decode_parts(f: spec.Fields, size: int) -> tuple[Part, ...]:
 
 
 def decode_entry(raw: Any, kind: str, object_id: str) -> Entry:
+    f, name = _named(raw, kind, object_id)
+    return _decode_entry(f, name)
+
+
+def _named(raw: Any, kind: str, object_id: str) -> tuple[spec.Fields, bytes]:
+    """An entry's fields and its name, checked: a bad name is the whole tree's fault."""
     f = spec.Fields(raw, kind, object_id)
     name = f.blob("n", max_len=255)
     check_name(name, kind, object_id)
+    return f, name
+
+
+def _decode_entry(f: spec.Fields, name: bytes) -> Entry:
     t = f.text("t")
     if t not in TYPES:
         raise f.fail(f"unknown entry type {t!r}")
-    size = f.integer("s", hi=2**63) if t == FILE else 0
+    size = f.integer("s", hi=MAX_FILE_SIZE) if t == FILE else 0
     xattrs = []
     for x in f.items("x", 65536) if f.raw("x") is not None else []:
         if not (isinstance(x, list) and len(x) == 2 and isinstance(x[0], bytes)
@@ -137,14 +148,29 @@ def encode_tree(entries: list[Entry]) -> bytes:
     return data
 
 
-def decode_tree(data: bytes, tree_id: str) -> list[Entry]:
+def decode_tree(data: bytes, tree_id: str,
+                left_out: list[IntegrityError] | None = None) -> list[Entry]:
+    """A tree's entries, every invariant a reader relies on checked (repofs-format(5),
+    TREES). What is wrong with the tree as a whole (not a tree, unknown version, a name
+    unsafe, unsorted or repeated) raises IntegrityError. An entry whose other fields
+    break a rule (a size no OS can take, sizes that do not add up, a field out of range)
+    raises too, unless ``left_out`` is given: then that entry alone is left out, its
+    error appended there, and its directory keeps its other entries."""
     f = spec.Fields(spec.unpack(data, "tree", tree_id), "tree", tree_id)
     if f.integer("v") != spec.FORMAT_VERSION:
         raise f.fail("unknown version")
-    entries = [decode_entry(r, "tree", tree_id) for r in f.items("e")]
-    for a, b in itertools.pairwise(entries):
-        if a.name >= b.name:
+    named = [_named(r, "tree", tree_id) for r in f.items("e")]
+    for (_, a), (_, b) in itertools.pairwise(named):
+        if a >= b:
             raise f.fail("entries not sorted or a name is duplicated")
+    entries = []
+    for fields, name in named:
+        try:
+            entries.append(_decode_entry(fields, name))
+        except IntegrityError as e:
+            if left_out is None:
+                raise
+            left_out.append(IntegrityError("tree", tree_id, f"entry {name!r}: {e.detail}"))
     return entries
 
 

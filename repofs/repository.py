@@ -98,12 +98,14 @@ class Repository:
             raise ValueError("the admin passphrase must differ from the passphrase")
         repo_id = crypto.random_bytes(32)
         master = keys.generate(repo_id)
-        store = create_store(path, _encode_config(repo_id))
+        # the key files first: a passphrase they refuse must leave no repository behind
         keyfile = keys.wrap(master, passphrase, kdf)
+        admin_file = None if admin_passphrase is None else \
+            keys.wrap(keys.restrict(master, keys.CAP_ADMIN), admin_passphrase, kdf)
+        store = create_store(path, _encode_config(repo_id))
         name = crypto.object_name(keyfile)
         store.put(spec.NS_KEYS, name, keyfile)
-        if admin_passphrase is not None:
-            admin_file = keys.wrap(keys.restrict(master, keys.CAP_ADMIN), admin_passphrase, kdf)
+        if admin_file is not None:
             store.put(spec.NS_KEYS, crypto.object_name(admin_file), admin_file)
         return cls(store, keys.unwrap(keyfile, name, passphrase, repo_id) or master)
 
@@ -341,7 +343,10 @@ class Repository:
             if t is not None:
                 self._trees.move_to_end(tree_id)
                 return t
-        t = decode_tree(self.read_blob(tree_id, spec.BLOB_TREE), tree_id.hex())
+        left_out: list[IntegrityError] = []
+        t = decode_tree(self.read_blob(tree_id, spec.BLOB_TREE), tree_id.hex(), left_out)
+        for error in left_out:  # the bad entry alone: its directory keeps the others
+            self.damage.report(error, "entry left out")
         with self._lock:
             self._trees[tree_id] = t
             while len(self._trees) > 512:
@@ -368,15 +373,28 @@ class Repository:
 
     def walk(self, entry: Entry, path: bytes,
              depth: int = 0) -> Iterator[tuple[bytes, Entry]]:
-        """(path, entry) for everything below a directory entry, depth first, sorted."""
+        """(path, entry) for everything below a directory entry, depth first, sorted.
+
+        Iterative (one frame per level, each holding its tree's entries): a stored tree
+        may nest down to spec.MAX_TREE_DEPTH, far past Python's recursion limit.
+        """
         if entry.type != DIR or entry.subtree is None:
             return
         if depth > spec.MAX_TREE_DEPTH:
             raise IntegrityError("tree", entry.subtree.hex(), "nested too deep")
-        for child in self.load_tree(entry.subtree):
-            child_path = path.rstrip(b"/") + b"/" + child.name
+        stack = [(path.rstrip(b"/"), iter(self.load_tree(entry.subtree)), depth)]
+        while stack:
+            base, children, level = stack[-1]
+            child = next(children, None)
+            if child is None:
+                stack.pop()
+                continue
+            child_path = base + b"/" + child.name
             yield child_path, child
-            yield from self.walk(child, child_path, depth + 1)
+            if child.type == DIR and child.subtree is not None:
+                if level + 1 > spec.MAX_TREE_DEPTH:
+                    raise IntegrityError("tree", child.subtree.hex(), "nested too deep")
+                stack.append((child_path, iter(self.load_tree(child.subtree)), level + 1))
 
     def iter_chunks(self, entry: Entry) -> Iterator[tuple[int, bytes | None, int]]:
         """(offset, data or None for a hole, size) for each part of a file entry."""

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 import shlex
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -27,7 +27,7 @@ from repofs import audit, crypto, immutable, protocol
 from repofs.errors import IntegrityError, ObjectExists, RepositoryExists
 from repofs.protocol import ProtocolError, ok, refusal
 from repofs.spec import CONFIG_NAME, MAX_OBJECT, NAMESPACES
-from repofs.store import LocalStore, valid_name
+from repofs.store import LocalStore, NewObject, valid_name
 
 
 class ServeRefused(Exception):
@@ -214,22 +214,38 @@ class Server:
         if size > MAX_OBJECT:
             raise ProtocolError(protocol.E_TOO_LARGE, f"object of {size} bytes is over the "
                                                       f"limit of {MAX_OBJECT}")
-        data = bytearray(protocol.blob(msg, "data"))
-        if len(data) > size:
+        first = protocol.blob(msg, "data")
+        if len(first) > size:
             raise ProtocolError(protocol.E_PROTOCOL, "more data than the declared size")
-        if len(data) < size:
-            self._send(ok(more=True))
-        while len(data) < size:  # the client sends the rest without waiting
-            part = self._continuation()
-            if len(data) + len(part) > size:
-                raise _Fatal("put", protocol.E_PROTOCOL, "more data than the declared size")
-            data += part
-        if not crypto.same(crypto.object_name(memoryview(data)).encode(), name.encode()):
-            raise ProtocolError(protocol.E_NAME_MISMATCH,
-                                f"{ns}/{name}: the bytes do not hash to this name")
-        created = store.put(ns, name, memoryview(data))
+        try:
+            new = store.new_object(ns, name)
+        except OSError:
+            for _ in self._parts(first, size):  # read the rest: keep the stream in step
+                pass
+            raise
+        with new:  # bytes go to disk as they come, never gathered in memory; the
+            # object has its name only once they hash to it
+            digest = crypto.object_name_of(_written(new, self._parts(first, size)))
+            if not crypto.same(digest.encode(), name.encode()):
+                raise ProtocolError(protocol.E_NAME_MISMATCH,
+                                    f"{ns}/{name}: the bytes do not hash to this name")
+            created = new.commit()
         self._seal(store.path(ns, name))
         self._send(ok(created=created))
+
+    def _parts(self, first: bytes, size: int) -> Iterator[bytes]:
+        """The pieces of a put's object, ``size`` bytes in all: the first frame's, then
+        the data frames the client sends without waiting."""
+        yield first
+        got = len(first)
+        if got < size:
+            self._send(ok(more=True))
+        while got < size:
+            part = self._continuation()
+            if got + len(part) > size:
+                raise _Fatal("put", protocol.E_PROTOCOL, "more data than the declared size")
+            got += len(part)
+            yield part
 
     def _continuation(self) -> bytes:
         try:
@@ -284,6 +300,22 @@ class _Fatal(Exception):
     def __init__(self, op: str, code: str, message: str) -> None:
         super().__init__(message)
         self.op, self.code, self.message = op, code, message
+
+
+def _written(new: NewObject, parts: Iterable[bytes]) -> Iterator[bytes]:
+    """Each part, once it is written to ``new``. A write that fails is raised after the
+    last part: the client sends them all without waiting, so all are read, to keep the
+    stream in step."""
+    failed: OSError | None = None
+    for part in parts:
+        if failed is None:
+            try:
+                new.write(part)
+            except OSError as e:
+                failed = e
+        yield part
+    if failed is not None:
+        raise failed
 
 
 def _existing_parent(path: Path) -> Path:

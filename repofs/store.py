@@ -135,16 +135,16 @@ class LocalStore:
         A different object under the same name raises ObjectExists: content-addressed
         names are checked by the caller, so an occupied name with other bytes is a plant.
         """
+        with self.new_object(namespace, name) as new:
+            new.write(data)
+            return new.commit()
+
+    def new_object(self, namespace: str, name: str) -> NewObject:
+        """An object to write piece by piece (``repofs serve`` receives it so, and hashes
+        it while it is written): nothing has the name until ``commit``; leaving without
+        it leaves nothing behind."""
         _check_name(namespace, name)
-        directory = self._dir(namespace, name)
-        try:
-            self._write_once(directory, name, data)
-            return True
-        except FileExistsError:
-            existing = self.get(namespace, name)  # never through a planted symlink
-            if existing == bytes(data):
-                return False
-            raise ObjectExists(f"{namespace}/{name} already exists with other content") from None
+        return NewObject(self, namespace, name)
 
     def _open(self, namespace: str, name: str) -> int:
         """An object's fd: never through a symlink, never a FIFO or device planted in its place
@@ -248,41 +248,115 @@ class LocalStore:
 
     # -- the one way a file comes into being ---------------------------------------------
     def _write_once(self, directory: Path, name: str, data: bytes | memoryview) -> None:
-        dfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        try:
-            try:
-                fd = os.open(".", os.O_TMPFILE | os.O_WRONLY | os.O_CLOEXEC, FILE_MODE,
-                             dir_fd=dfd)
-            except OSError as e:
-                if e.errno not in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL):
-                    raise
-                self._write_once_named_tmp(directory, name, data)
-                return
-            try:
-                _write_all(fd, data)
-                os.fsync(fd)
-                # linkat(AT_SYMLINK_FOLLOW) gives the anonymous file its name, or fails
-                # with EEXIST: the atomic create-new that makes objects write-once.
-                os.link(f"/proc/self/fd/{fd}", name, dst_dir_fd=dfd, follow_symlinks=True)
-            finally:
-                os.close(fd)
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
+        """Create ``directory/name`` with ``data``; FileExistsError if the name is taken."""
+        with _Unnamed(self.root / _TMP_DIR, directory) as f:
+            f.write(data)
+            f.link(name)
 
-    def _write_once_named_tmp(self, directory: Path, name: str, data: bytes | memoryview) -> None:
-        tmp = self.root / _TMP_DIR / f".{secrets.token_hex(16)}"
-        fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW, FILE_MODE)
+
+class _Unnamed:
+    """A file with no name yet: an O_TMPFILE in its final directory (or, where the file
+    system lacks it, a random name under tmp/, removed on close). ``link`` fsyncs it and
+    gives it its name with link(2), which fails with EEXIST if the name exists: the atomic
+    create-new that makes objects write-once. Closing without a link leaves nothing."""
+
+    def __init__(self, tmp_dir: Path, directory: Path) -> None:
+        self.tmp: Path | None = None
+        self.dfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
+            self.fd = os.open(".", os.O_TMPFILE | os.O_RDWR | os.O_CLOEXEC, FILE_MODE,
+                              dir_fd=self.dfd)
+        except OSError as e:
+            if e.errno not in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL):
+                os.close(self.dfd)
+                raise
+            self.tmp = tmp_dir / f".{secrets.token_hex(16)}"
             try:
-                _write_all(fd, data)
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.link(tmp, directory / name)
+                self.fd = os.open(self.tmp, os.O_CREAT | os.O_EXCL | os.O_RDWR | os.O_NOFOLLOW
+                                  | os.O_CLOEXEC, FILE_MODE)
+            except OSError:
+                os.close(self.dfd)
+                raise
+        self.size = 0
+
+    def write(self, data: bytes | memoryview) -> None:
+        _write_all(self.fd, data)
+        self.size += len(data)
+
+    def link(self, name: str) -> None:
+        os.fsync(self.fd)
+        if self.tmp is None:  # linkat(AT_SYMLINK_FOLLOW) names the anonymous file
+            os.link(f"/proc/self/fd/{self.fd}", name, dst_dir_fd=self.dfd, follow_symlinks=True)
+        else:
+            os.link(self.tmp, name, dst_dir_fd=self.dfd)
+        os.fsync(self.dfd)
+
+    def close(self) -> None:
+        os.close(self.fd)
+        os.close(self.dfd)
+        if self.tmp is not None:
+            self.tmp.unlink(missing_ok=True)  # our own temp name, never an object
+
+    def __enter__(self) -> _Unnamed:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class NewObject:
+    """An object of a LocalStore being written (``LocalStore.new_object``)."""
+
+    def __init__(self, store: LocalStore, namespace: str, name: str) -> None:
+        self.store, self.namespace, self.name = store, namespace, name
+        self._file = _Unnamed(store.root / _TMP_DIR, store._dir(namespace, name))
+
+    @property
+    def size(self) -> int:
+        return self._file.size
+
+    def write(self, data: bytes | memoryview) -> None:
+        if self._file.size + len(data) > MAX_OBJECT:
+            raise ValueError("object larger than any repofs writes")
+        self._file.write(data)
+
+    def commit(self) -> bool:
+        """Give the object its name: True if created, False if the same bytes were there.
+        Other bytes under the name raise ObjectExists."""
+        try:
+            self._file.link(self.name)
+            return True
+        except FileExistsError:
+            if self._same_as_existing():
+                return False
+            raise ObjectExists(f"{self.namespace}/{self.name} already exists with other "
+                               "content") from None
+
+    def _same_as_existing(self) -> bool:
+        """Compared piece by piece: an object may be 1 GiB (never through a symlink)."""
+        fd = self.store._open(self.namespace, self.name)
+        try:
+            if os.fstat(fd).st_size != self._file.size:
+                return False
+            for offset in range(0, self._file.size, _COMPARE_BLOCK):
+                if os.pread(fd, _COMPARE_BLOCK, offset) != os.pread(
+                        self._file.fd, _COMPARE_BLOCK, offset):
+                    return False
+            return True
         finally:
-            tmp.unlink()  # our own temp name, never an object; also after a failed write
-        _fsync_dir(directory)
+            os.close(fd)
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> NewObject:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+_COMPARE_BLOCK = 1 << 20
 
 
 def _write_all(fd: int, data: bytes | memoryview) -> None:
@@ -300,4 +374,4 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-__all__ = ["FILE_MODE", "LocalStore", "ObjectExists", "WriterStore", "valid_name"]
+__all__ = ["FILE_MODE", "LocalStore", "NewObject", "ObjectExists", "WriterStore", "valid_name"]

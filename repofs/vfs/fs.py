@@ -399,15 +399,18 @@ class SnapshotFS:
 
     def _content(self, entry: Entry, label: object) -> Chunk | None:
         parts = entry.parts
+        """The whole content from cached chunks, or None: not all cached, or a chunk is
+        not as long as the tree says (then the read that needs it answers EIO)."""
         if len(parts) == 1 and parts[0].chunk_id is not None and parts[0].size == entry.size:
-            return self.cache.peek(parts[0].chunk_id)  # most small files: one chunk, as is
+            data = self.cache.peek(parts[0].chunk_id)  # most small files: one chunk, as is
+            return data if data is not None and len(data) == entry.size else None
         f = OpenFile(entry, label)
         pieces, _ = f.pieces(0, entry.size)
         chunks = {}
         for p in pieces:
             if p.chunk_id is not None:
                 data = self.cache.peek(p.chunk_id)
-                if data is None:
+                if data is None or len(data) != p.size:
                     return None
                 chunks[p.chunk_id] = data
         return ReadPlan(label, pieces).assemble(chunks)

@@ -57,17 +57,30 @@ class ReadPlan:
         return list(seen.items())
 
     def assemble(self, chunks: Mapping[bytes, Chunk]) -> bytes | memoryview:
-        """The bytes of the read; a read inside one chunk is a view, not a copy."""
+        """The bytes of the read; a read inside one chunk is a view, not a copy.
+
+        The one place the mount's content is cut from chunks, so the one place a chunk's
+        length is held against the part the tree names: a chunk cached for another file
+        is the right chunk, but this file's tree may claim more (or fewer) bytes of it.
+        Such a read is an IntegrityError (EIO), never short or other bytes.
+        """
         if len(self.pieces) == 1 and self.pieces[0].chunk_id is not None:
             p = self.pieces[0]
-            return memoryview(chunks[self.pieces[0].chunk_id])[p.start : p.end]
+            return memoryview(_sized(chunks[self.pieces[0].chunk_id], p))[p.start : p.end]
         out: list[bytes | memoryview] = []
         for p in self.pieces:
             if p.chunk_id is None:
                 out.append(bytes(p.end - p.start))
             else:
-                out.append(memoryview(chunks[p.chunk_id])[p.start : p.end])
+                out.append(memoryview(_sized(chunks[p.chunk_id], p))[p.start : p.end])
         return b"".join(out)
+
+
+def _sized(data: Chunk, piece: Piece) -> Chunk:
+    if len(data) != piece.size:
+        assert piece.chunk_id is not None
+        raise IntegrityError("chunk", piece.chunk_id.hex(), "size differs from the tree")
+    return data
 
 
 class OpenFile:
@@ -178,7 +191,7 @@ class ChunkCache:
             with self._lock:
                 data = self._hit(chunk_id)
                 if data is not None:
-                    return data
+                    return _same_size(data, chunk_id, size)
                 pending = self._pending.get(chunk_id)
                 if pending is None:
                     pending = self._pending[chunk_id] = _Pending()
@@ -187,12 +200,10 @@ class ChunkCache:
             if pending.error is not None:
                 raise pending.error
             if pending.data is not None:
-                return pending.data
+                return _same_size(pending.data, chunk_id, size)
         try:
             self.fetches += 1
-            fetched = self._fetch(chunk_id)
-            if len(fetched) != size:
-                raise IntegrityError("chunk", chunk_id.hex(), "size differs from the tree")
+            fetched = _same_size(self._fetch(chunk_id), chunk_id, size)
             pending.data = fetched
             self.fetched_bytes += len(fetched)
             self._insert(chunk_id, fetched)
@@ -273,3 +284,11 @@ class ChunkCache:
             while self.bytes > self.max_bytes:
                 _, old = self._data.popitem(last=False)
                 self.bytes -= len(old)
+
+
+def _same_size(data: Chunk, chunk_id: bytes, size: int) -> Chunk:
+    """``data`` if it is as long as the tree that asks for it says; chunks are cached by
+    id alone, and one tree's claim is no proof for another's."""
+    if len(data) != size:
+        raise IntegrityError("chunk", chunk_id.hex(), "size differs from the tree")
+    return data

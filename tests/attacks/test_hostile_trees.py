@@ -116,3 +116,18 @@ def test_hardlinks_never_reach_outside(victim: Victim, outside: Path) -> None:
     assert not (target / "c").exists()
     untouched(outside)
     victim.restores_exactly(newest_only=True)
+
+
+def test_a_stored_tree_1200_deep_is_listed(victim: Victim) -> None:
+    """Inside the format's MAX_TREE_DEPTH, far past Python's recursion limit: ls walks it
+    iteratively, and lists every level."""
+    depth = 1200
+    trees: list[list[dict]] = [[f(b"f")]]
+    for level in range(depth):
+        trees.append([d(b"d", level)])
+    snap, _ = plant(victim.client.attacker(), victim, trees)
+    r = victim.client.run("ls", snap)
+    lines = r.text.splitlines()
+    assert lines == ["/d" * n for n in range(1, depth + 1)] + ["/d" * depth + "/f"]
+    r = victim.client.run("ls", "--json", snap, "/".join(["d"] * 1000))
+    assert len(r.json_lines()) == 201

@@ -39,7 +39,7 @@ def read(a: Archiver, path: Path, size: int | None = None) -> tuple[object, ...]
     fd = os.open(path, os.O_RDONLY)
     try:
         st = os.fstat(fd)
-        return a._read_file(fd, st.st_size if size is None else size, st.st_blocks)
+        return a.content.read_file(fd, st.st_size if size is None else size, st.st_blocks)
     finally:
         os.close(fd)
 

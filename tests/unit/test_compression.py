@@ -172,3 +172,39 @@ def test_mutated_frames_give_value_error_or_exact_size(mutate, data: st.DataObje
 
 def test_module_owns_level_default() -> None:
     assert compression.DEFAULT_LEVEL == Codec().level == 3
+
+
+@pytest.mark.parametrize("spec", ["zstd,", "none,3", "none,", " zstd", "zstd ", "zstd, 3",
+                                  "zstd,+3", "zstd,3 ", "zstd,0x3", "zstd,٣", "zstd,1_0",
+                                  "zstd,003", "none\n"])
+def test_parse_rejects_what_int_or_partition_would_let_through(spec: str) -> None:
+    with pytest.raises(ValueError, match="compression"):
+        Codec.parse(spec)
+
+
+@given(st.text(max_size=12))
+def test_parse_accepts_exactly_the_documented_forms(spec: str) -> None:
+    """zstd, zstd,N (N in 1..22 as ASCII digits, no leading zero needed but at most two
+    digits), none: everything else is a ValueError that names --compression."""
+    documented = {"zstd": ("zstd", 3), "none": ("none", 3)}
+    documented.update({f"zstd,{n}": ("zstd", n) for n in range(1, 23)})
+    documented.update({f"zstd,0{n}": ("zstd", n) for n in range(1, 10)})
+    if spec in documented:
+        c = Codec.parse(spec)
+        assert (c.name, c.level) == documented[spec]
+    else:
+        with pytest.raises(ValueError, match="compression"):
+            Codec.parse(spec)
+
+
+@given(st.sampled_from(["zstd", "none"]), st.text(alphabet="0123456789,+- x", max_size=4))
+def test_parse_of_near_misses(name: str, tail: str) -> None:
+    spec = f"{name},{tail}" if tail else name
+    ok = tail == "" or (name == "zstd" and tail.isascii() and tail.isdigit()
+                        and len(tail) <= 2 and 1 <= int(tail) <= 22)
+    if ok:
+        c = Codec.parse(spec)
+        assert (c.name, c.level) == (name, int(tail) if tail else 3)
+    else:
+        with pytest.raises(ValueError, match="compression"):
+            Codec.parse(spec)

@@ -401,3 +401,25 @@ def test_hostile_snapshot_records(fields: dict, on_top: bool) -> None:
             decode(spec.pack(m))
         except IntegrityError:
             pass
+
+
+def test_a_bad_entry_alone_is_left_out_when_asked() -> None:
+    """Per-entry rules (sizes, types, ranges) cost the entry; name rules cost the tree."""
+    good = raw_entry(n=b"a")
+    big = {**raw_entry(n=b"big"), "t": "f", "s": 2**63, "c": [[None, 2**63]]}
+    off = {**raw_entry(n=b"off"), "t": "f", "s": 5, "c": []}
+    data = tree_bytes(good, big, off)
+    with pytest.raises(IntegrityError, match="out of range"):
+        decode_tree(data, "t")
+    left: list[IntegrityError] = []
+    assert [e.name for e in decode_tree(data, "t", left)] == [b"a"]
+    assert [str(e) for e in left] == [
+        "tree t is corrupt or tampered: entry b'big': field 's' out of range",
+        "tree t is corrupt or tampered: entry b'off': file size does not match its "
+        "content list"]
+    largest = {**raw_entry(n=b"h"), "t": "f", "s": 2**63 - 1, "c": [[None, 2**63 - 1]]}
+    assert decode_tree(tree_bytes(largest), "t")[0].size == 2**63 - 1
+    with pytest.raises(IntegrityError, match="not sorted"):
+        decode_tree(tree_bytes(off, good), "t", [])
+    with pytest.raises(IntegrityError, match="unsafe"):
+        decode_tree(tree_bytes(raw_entry(n=b"..")), "t", [])
