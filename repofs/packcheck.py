@@ -78,7 +78,7 @@ def _by_blob(repo: Repository, pack: str, indexed: Iterable[Place],
              report: Callable[[IntegrityError, Place | None], object], why: str) -> PackVerdict:
     """Each indexed blob read on its own, as restore reads it. Raises IntegrityError if
     the header or the trailer fails: then no blob of the pack can be read."""
-    _open_ends(repo, pack)
+    open_ends(repo, pack)
     held: set[Place] = set()
     for p in sorted(indexed, key=lambda p: p[2]):
         try:
@@ -93,7 +93,27 @@ def _by_blob(repo: Repository, pack: str, indexed: Iterable[Place],
     return PackVerdict(None, held, why)
 
 
-def _open_ends(repo: Repository, pack: str) -> None:
+def blob_failure(repo: Repository, err: IntegrityError | OSError, blob_id: bytes,
+                 blob_type: int) -> IntegrityError:
+    """What a failed read of one blob means: the damage of its pack as a whole if the
+    pack's header or trailer fails (every blob in it is lost, one object to name), else
+    the damage of that blob alone, named as that blob (a pack holds many)."""
+    if isinstance(err, IntegrityError) and err.kind != "pack":
+        return err  # already names the blob, or the index
+    try:
+        pack = repo.index.lookup(blob_id, blob_type).pack
+    except IntegrityError as e:
+        return e
+    if isinstance(err, OSError):
+        err = Unreadable("pack", pack, err.strerror or str(err))
+    try:
+        open_ends(repo, pack)
+    except IntegrityError as e:
+        return e
+    return _blob_error(err, pack, (blob_id, blob_type, 0, 0, 0, 0))
+
+
+def open_ends(repo: Repository, pack: str) -> None:
     """Open a pack's header and its sealed trailer by range reads, as every reader does
     before it reads a blob of the pack (``Repository.read_located``)."""
     try:
@@ -119,4 +139,4 @@ def _blob_error(err: IntegrityError, pack: str, p: Place) -> IntegrityError:
     return cls(name, p[0].hex(), f"{err.detail} (in pack {pack})")
 
 
-__all__ = ["PackVerdict", "Place", "check_pack", "place"]
+__all__ = ["PackVerdict", "Place", "blob_failure", "check_pack", "open_ends", "place"]

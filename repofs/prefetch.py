@@ -6,8 +6,8 @@ ask for them; at most ``window`` bytes are in flight. Small chunks are read by t
 writer itself: handing them to a thread costs more than reading them.
 
 A read the storage could not serve (an ``OSError`` such as EIO, wherever in the
-repository it happened) comes back as ``errors.Unreadable`` naming the chunk, so
-the restore treats it like any damaged chunk: that file's loss, not the run's end.
+repository it happened) comes back as ``errors.Unreadable``, so the restore treats
+it like any damaged chunk: that file's loss, not the run's end.
 """
 
 from __future__ import annotations
@@ -16,19 +16,22 @@ from collections import Counter, deque
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from repofs import spec
-from repofs.errors import Unreadable
+from repofs.errors import IntegrityError
 from repofs.model import Entry
+from repofs.packcheck import blob_failure
 from repofs.repository import Repository
 
 PREFETCH_MIN = 64 * 1024  # smaller chunks are read by the writing thread itself
 
 
 def read_chunk(repo: Repository, chunk_id: bytes) -> bytes:
-    """A data blob's verified plaintext; a storage I/O error becomes ``Unreadable``."""
+    """A data blob's verified plaintext. A failure names the object that is damaged: the
+    chunk, or its whole pack if that cannot be opened (``packcheck.blob_failure``: the
+    rule check follows too); a storage I/O error becomes ``Unreadable``."""
     try:
         return repo.read_blob(chunk_id, spec.BLOB_DATA)
-    except OSError as e:
-        raise Unreadable("chunk", chunk_id.hex(), e.strerror or str(e)) from None
+    except (IntegrityError, OSError) as e:
+        raise blob_failure(repo, e, chunk_id, spec.BLOB_DATA) from None
 
 
 class Prefetch:

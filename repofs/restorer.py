@@ -30,8 +30,9 @@ from pathlib import Path
 from typing import BinaryIO
 
 from repofs import fsmeta, restorable, spec
-from repofs.errors import IntegrityError, RepofsError, Unreadable, UnsafePath
+from repofs.errors import IntegrityError, RepofsError, UnsafePath
 from repofs.model import BLOCK, CHAR, DIR, FIFO, FILE, SYMLINK, Entry, Part
+from repofs.packcheck import blob_failure
 from repofs.patterns import PatternSet
 from repofs.prefetch import Prefetch, read_chunk
 from repofs.repository import Repository
@@ -146,8 +147,8 @@ class Restorer:
     def _load_tree(self, tree_id: bytes) -> list[Entry]:
         try:
             return self.repo.load_tree(tree_id)
-        except OSError as e:
-            raise Unreadable("tree", tree_id.hex(), e.strerror or str(e)) from None
+        except (IntegrityError, OSError) as e:
+            raise blob_failure(self.repo, e, tree_id, spec.BLOB_TREE) from None
 
     def _walk(self, root: TargetDir, entry: Entry, children: list[Entry]) -> None:
         assert entry.subtree is not None
