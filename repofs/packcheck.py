@@ -126,6 +126,8 @@ def open_ends(repo: Repository, pack: str) -> None:
             raise IntegrityError("pack", pack, "bad trailer length")
         cipher.open(spec.TRAILER_NONCE, repo.store.get_range(spec.NS_DATA, pack, start,
                                                              size - 4 - start), b"trailer")
+    except FileNotFoundError:
+        raise IntegrityError("pack", pack, "missing") from None
     except OSError as e:
         raise Unreadable("pack", pack, f"header or trailer: {e.strerror or e}") from None
 

@@ -404,7 +404,8 @@ def dump(repo: Repository, entry: Entry, out: BinaryIO, shown: str | None = None
     A file of up to ``DUMP_BUFFER`` bytes is read and verified whole before its first
     byte is written, so a damaged one writes nothing. A larger one is streamed, each
     chunk verified before it is written: damage ends it after a verified prefix (the
-    error says how long). Either way a damaged file raises, its damage reported.
+    error says how long). Either way a damaged file raises an error that names the
+    damaged object (one line: dump has nothing else to report).
     """
     shown = shown or entry.name.decode("utf-8", "backslashreplace")
     if entry.type != FILE:
@@ -426,11 +427,10 @@ def dump(repo: Repository, entry: Entry, out: BinaryIO, shown: str | None = None
                 pending.append(data)
             if not buffered:
                 written += _emit(out, pending)
-    except IntegrityError as err:
-        repo.damage.report(err, f"{shown} cannot be dumped")
-        raise RepofsError(f"{shown}: its content is damaged; "
-                          + (f"only its first {written} bytes were written" if written
-                             else "nothing was written")) from None
+    except IntegrityError as err:  # one line: the error names the damaged object
+        raise RepofsError(f"{shown}: not written: {err} ("
+                          + (f"only its first {written} bytes were written)" if written
+                             else "nothing was written)")) from None
     written += _emit(out, pending)
     out.flush()
     return written
