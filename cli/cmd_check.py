@@ -97,17 +97,15 @@ def check(repo: Path, read_data: bool, subset: float | None, storage_only: bool,
 
 
 def _show_losses(snap: str, lost: list[Lost]) -> None:
-    """What a restore of one snapshot would lose, a line per path (the first 20)."""
-    files = sum(1 for x in lost if x.kind == "file")
-    dirs = len(lost) - files
-    what = ([f"{files} file{'s' if files > 1 else ''}"] if files else []) + (
-        [f"the contents of {dirs} director{'ies' if dirs > 1 else 'y'}"] if dirs else [])
-    click.echo(f"snapshot {snap[:8]}: a restore loses {' and '.join(what)}:")
+    """What a restore of one snapshot would lose: a "lost:" line per path (the first 20),
+    set apart from problems as notes are."""
     for x in lost[:_SHOWN]:
         shown = output.show_path(os.fsencode(x.path))
-        click.echo(f"  {shown.rstrip('/')}/ (contents)" if x.kind == "dir" else f"  {shown}")
+        what = f"{shown.rstrip('/')}/ (the directory's contents)" if x.kind == "dir" else shown
+        click.echo(f"lost: snapshot {snap[:8]}: {what}")
     if len(lost) > _SHOWN:
-        click.echo(f"  and {len(lost) - _SHOWN} more (--json lists all)")
+        click.echo(f"lost: snapshot {snap[:8]}: and {len(lost) - _SHOWN} more (--json lists "
+                   "all)")
 
 
 _SHOWN = 20
