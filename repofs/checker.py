@@ -5,14 +5,18 @@ files and index segments first (their names must be the hash of their bytes),
 then every snapshot and the history they form (``snapshots.chain_errors``,
 ``chain.analyse``, and the heads this client saw), then every tree reachable
 from a snapshot, each chunk it names being indexed with the right type in a
-pack that exists. With ``read_data``, every pack is read whole: its name is
-re-hashed, its trailer opened, every blob decrypted and its keyed id checked,
-and index entries that point into it where it holds no such blob are named.
+pack that exists. With ``read_data``, every pack is read (``packcheck``): whole
+if it matches its name, else blob by blob as restore reads it, so one flipped
+bit costs only the blob it sits in; index entries that point into a pack where
+it holds no such blob are named.
 
 A problem is reported once, with the snapshots it affects and the first path
-it was met at; nothing stops at the first one. Trees are checked once each
-(identical directories share a tree), so a check costs one pass over the
-distinct trees, not over every snapshot's files.
+it was met at; nothing stops at the first one. Per snapshot, the report says
+what a restore would lose (``CheckReport.lost``): the files whose blobs cannot
+be read back or whose entries no file system can hold (``restorable``: the rule
+restore applies), and the directories whose trees cannot. Trees are checked
+once each (identical directories share a tree), so a check costs one pass over
+the distinct trees, not over every snapshot's files.
 """
 
 from __future__ import annotations

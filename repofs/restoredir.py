@@ -73,8 +73,8 @@ class TargetDir:
         assert d is not None, "the target itself is always open"
         for sub in reversed(chain):
             sub._open_in(d.fd())
+            sub._trim()  # the deepest is kept: the next one opens in it
             d = sub
-        self._trim()
         assert self._fd is not None
         return self._fd
 

@@ -13,19 +13,22 @@ restored byte for byte; every failed read must be one the bad bytes explain.
 from __future__ import annotations
 
 import errno
+import io
 import os
 import random
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from repofs import spec
+from repofs import restorable, restorer, spec
 from repofs.checker import Checker
 from repofs.damage import DamageLog
-from repofs.model import DIR, FILE, Entry
+from repofs.errors import RepofsError, UnsafePath
+from repofs.model import DIR, FILE, Entry, Part
 from repofs.repository import Repository
 from repofs.restoredir import MAX_OPEN, TargetDir
 from repofs.restorer import RestoreOptions, Restorer
@@ -158,4 +161,71 @@ def test_target_dirs_keep_few_descriptors_however_deep(tmp_path: Path) -> None:
         child.close()
         assert open_fds() - before <= MAX_OPEN + 1
     assert os.path.isdir(tmp_path / "/".join(f"d{i}" for i in range(3 * MAX_OPEN)))
+    # a chain made at once (--include selects a file deep down): still bounded
+    lazy = [root]
+    for i in range(3 * MAX_OPEN):
+        lazy.append(TargetDir(lazy[-1], b"e%d" % i))
+    lazy[-1].fd()
+    assert open_fds() - before <= MAX_OPEN
+    assert lazy[-1].parts() == [b"e%d" % i for i in range(3 * MAX_OPEN)]
+    for t in lazy[1:]:
+        t.close()
+    # a directory let go and replaced meanwhile is refused, not followed
+    a = TargetDir(root, b"a")
+    b = TargetDir(a, b"b")
+    b.fd()
+    a.release()
+    b.release()
+    os.rename(tmp_path / "a", tmp_path / "a-moved")
+    os.mkdir(tmp_path / "a")
+    os.mkdir(tmp_path / "a" / "b")
+    with pytest.raises(UnsafePath, match="was replaced during the restore"):
+        b.fd()
     root.close()
+
+
+def test_restorable_entries_and_privileges() -> None:
+    plain = Entry(name=b"f", type=FILE, mode=0o6755, uid=0, gid=0, mtime_ns=0, ctime_ns=0,
+                  size=3, parts=(Part(None, 3),),
+                  xattrs=((b"security.capability", b"x"), (b"user.a", b"1")))
+    assert restorable.entry_problem(plain) is None
+    assert restorable.privileges(plain) == ["set-user-ID bit", "set-group-ID bit",
+                                            "file capabilities"]
+    assert restorable.without_privileges(plain) == (0o755, ((b"user.a", b"1"),))
+    huge = replace(plain, size=2**63, parts=(Part(None, 2**63),))
+    assert "more than a file can hold" in (restorable.entry_problem(huge) or "")
+    uneven = replace(plain, size=4)
+    assert restorable.entry_problem(uneven) == "parts do not add up to its size"
+    big_chunk = replace(plain, size=spec.CHUNK_MAX + 1,
+                        parts=(Part(b"\1" * 32, spec.CHUNK_MAX + 1),))
+    assert restorable.entry_problem(big_chunk) == "has a part of impossible size"
+    sgid_dir = replace(plain, type=DIR, size=0, parts=(), subtree=b"\0" * 32, mode=0o2755)
+    assert restorable.privileges(sgid_dir) == []
+    assert restorable.without_privileges(sgid_dir)[0] == 0o2755
+    dev = replace(plain, type="b", size=0, parts=(), xattrs=(), mode=0o666, rdev=2**64)
+    assert "device number" in (restorable.entry_problem(dev) or "")
+    assert restorable.privileges(dev) == ["device node"]
+
+
+def test_dump_never_writes_a_byte_that_did_not_verify(
+        source_repo: tuple[Cli, Path, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Up to DUMP_BUFFER a damaged file writes nothing; beyond it, exactly the verified
+    chunks before the damage, and the error says how many bytes that is."""
+    cli, src, snap_id = source_repo
+    repo = Repository.open(cli.repo, PASSPHRASE.encode())
+    body = repo.snapshots.read(snap_id).body
+    assert body is not None
+    entry = repo.lookup_path(body.tree, os.fsencode(src / "big.bin"))
+    assert len(entry.parts) >= 2 and entry.parts[1].chunk_id is not None
+    loc = repo.index.lookup(entry.parts[1].chunk_id, spec.BLOB_DATA)
+    repo.store = BadSectors(repo.store, {loc.pack: {loc.entry.offset + 5}})  # type: ignore[assignment]
+    out = io.BytesIO()
+    with pytest.raises(RepofsError, match=r"big\.bin: not written: chunk .* could not be "
+                                          r"read: .* \(nothing was written\)$"):
+        restorer.dump(repo, entry, out, "big.bin")
+    assert out.getvalue() == b""
+    monkeypatch.setattr(restorer, "DUMP_BUFFER", 0)
+    first = entry.parts[0].size
+    with pytest.raises(RepofsError, match=f"only its first {first} bytes were written"):
+        restorer.dump(repo, entry, out, "big.bin")
+    assert out.getvalue() == (src / "big.bin").read_bytes()[:first]
