@@ -171,6 +171,10 @@ class Restorer:
                 self.stats.warnings.append(str(e))
                 self.stats.skipped += 1
                 sub.close()
+            except OSError as e:  # the target refused the directory (ENOSPC, EACCES, ...)
+                self.warn(sub, None, f"not restored: {e.strerror}")
+                self.stats.skipped += 1
+                sub.close()
 
     def _children(self, sub: TargetDir, entry: Entry, depth: int) -> list[Entry]:
         """A subdirectory's entries; none if its tree does not verify (named, counted)."""
