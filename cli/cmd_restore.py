@@ -86,16 +86,15 @@ def restore(repo: Path, snapshot: str, target: Path, includes: tuple[str, ...],
 
 def _losses(stats: RestoreStats) -> str:
     """The summary's tail: what damage and the target cost (nothing when nothing did)."""
-    out = []
     kept = sum(1 for d in stats.damaged if d.kept)
-    if len(stats.damaged) - kept:
-        out.append(f"{len(stats.damaged) - kept} damaged files not restored")
-    if kept:
-        out.append(f"{kept} damaged files restored with holes")
-    if stats.damaged_dirs:
-        out.append(f"{len(stats.damaged_dirs)} directories with a damaged tree")
-    if stats.skipped:
-        out.append(f"{stats.skipped} entries skipped")
+    dropped = len(stats.damaged) - kept
+    out = [text for n, text in (
+        (dropped, f"{dropped} damaged file{'s' if dropped != 1 else ''} not restored"),
+        (kept, f"{kept} damaged file{'s' if kept != 1 else ''} restored with holes"),
+        (len(stats.damaged_dirs), f"{len(stats.damaged_dirs)} director"
+         f"{'ies' if len(stats.damaged_dirs) != 1 else 'y'} with a damaged tree"),
+        (stats.skipped, f"{stats.skipped} entr{'ies' if stats.skipped != 1 else 'y'} skipped"),
+    ) if n]
     return f"; {', '.join(out)}" if out else ""
 
 

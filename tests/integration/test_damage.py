@@ -147,3 +147,39 @@ def test_dump_writes_nothing_wrong(damaged: Damaged) -> None:
         assert r.err_lines[0].endswith("(nothing was written)"), r
     healthy = str(damaged.src / "small08.txt")
     assert damaged.cli.run("dump", "latest", healthy).out == Path(healthy).read_bytes()
+
+
+def test_a_damaged_tree_costs_only_its_directory(shm_dir: Path) -> None:
+    """One flipped byte in the tree of one directory: its contents are lost (the directory
+    is made, empty, and named), everything else restores exactly, check names just it."""
+    src = shm_dir / "src"
+    (src / "lost" / "below").mkdir(parents=True)
+    (src / "kept").mkdir()
+    for d in ("lost", "lost/below", "kept", "."):
+        (src / d / "file.txt").write_bytes(f"in {d}\n".encode() * 100)
+    cli = Cli(shm_dir / "repo", shm_dir / "cache")
+    cli.init()
+    snap = cli.create(src)["snapshot"]
+    repo = Repository.open(cli.repo, PASSPHRASE.encode())
+    body = repo.snapshots.read(snap).body
+    assert body is not None
+    tree = repo.lookup_path(body.tree, os.fsencode(src / "lost")).subtree
+    assert tree is not None
+    loc = repo.index.lookup(tree, spec.BLOB_TREE)
+    _flip(repo.store.path(spec.NS_DATA, loc.pack), loc.entry.offset + loc.entry.length // 2)
+    for flags in ((), ("--partial",)):
+        target = shm_dir / f"target{len(flags)}"
+        r = cli.run("restore", *flags, "latest", "--target", target, expect=1)
+        assert f"repofs: warning: tree {tree.hex()} " in r.err, r
+        assert f"repofs: warning: {under(target, src)}/lost: contents not restored: its " \
+               "tree is damaged" in r.err_lines, r
+        assert "1 directory with a damaged tree" in r.text, r
+        assert os.listdir(under(target, src) / "lost") == []
+        for d in ("kept", "."):
+            assert (under(target, src) / d / "file.txt").read_bytes() == \
+                (src / d / "file.txt").read_bytes()
+    report = cli.run("check", "--read-data", "--json", expect=2).json()
+    assert isinstance(report, dict)
+    assert report["lost"] == {snap: [{"path": str(src / "lost"), "type": "dir",
+                                      "problems": report["lost"][snap][0]["problems"]}]}
+    assert report["lost_blobs"][0]["id"] == tree.hex()
