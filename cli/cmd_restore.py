@@ -71,10 +71,11 @@ def restore(repo: Path, snapshot: str, target: Path, includes: tuple[str, ...],
     if as_json:
         output.emit_json({"snapshot": snap.id, "files": stats.files, "dirs": stats.dirs,
                           "others": stats.others, "bytes_written": stats.bytes_written,
-                          "damaged": [{"path": d.path, "kept": d.kept,
+                          "damaged": [{"path": output.json_path(d.path), "kept": d.kept,
                                        "ranges": [list(x) for x in d.ranges]}
                                       for d in stats.damaged],
-                          "damaged_dirs": stats.damaged_dirs, "skipped": stats.skipped,
+                          "damaged_dirs": [output.json_path(p) for p in stats.damaged_dirs],
+                          "skipped": stats.skipped,
                           "warnings": stats.warnings})
     else:
         click.echo(f"restored {stats.files} files, {stats.dirs} dirs, {stats.others} other "

@@ -51,9 +51,12 @@ class TargetDir:
         out.reverse()
         return out
 
+    def path(self, parts: list[bytes] | None = None) -> bytes:
+        """Where this directory (or ``parts`` below the target) is, as bytes."""
+        return os.path.join(self.target, *(self.parts() if parts is None else parts))
+
     def shown(self, parts: list[bytes] | None = None) -> str:
-        path = os.path.join(self.target, *(self.parts() if parts is None else parts))
-        return path.decode("utf-8", "backslashreplace")
+        return self.path(parts).decode("utf-8", "backslashreplace")
 
     # -- descriptors -------------------------------------------------------------------
     @property

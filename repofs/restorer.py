@@ -55,7 +55,7 @@ class DamagedFile:
     """A file that did not verify: its damaged byte ranges, and whether it was kept
     (``partial``: restored with those ranges left as holes) or not created."""
 
-    path: str
+    path: bytes  # in the target
     ranges: tuple[tuple[int, int], ...]
     kept: bool
 
@@ -67,7 +67,7 @@ class RestoreStats:
     others: int = 0
     bytes_written: int = 0
     damaged: list[DamagedFile] = field(default_factory=list)
-    damaged_dirs: list[str] = field(default_factory=list)  # contents lost with their tree
+    damaged_dirs: list[bytes] = field(default_factory=list)  # contents lost with their tree
     skipped: int = 0  # entries not restored for a reason of the target (exists, refused)
     warnings: list[str] = field(default_factory=list)
 
@@ -185,7 +185,7 @@ class Restorer:
             return self._load_tree(entry.subtree)
         except IntegrityError as err:
             self.repo.damage.report(err, "the contents of its directory are not restored")
-            self.stats.damaged_dirs.append(sub.shown())
+            self.stats.damaged_dirs.append(sub.path())
             self.warn(sub, None, "contents not restored: its tree is damaged")
             return []
 
@@ -238,7 +238,7 @@ class Restorer:
             self.repo.damage.report(IntegrityError("tree", where, f"entry "
                                     f"{e.name.decode('utf-8', 'backslashreplace')} "
                                     f"{problem}"), "that entry is not restored")
-            self.stats.damaged.append(DamagedFile(d.shown(parts), (), False))
+            self.stats.damaged.append(DamagedFile(d.path(parts), (), False))
             self.warn(d, parts, f"not restored: its entry is damaged ({problem})")
             return
         try:
@@ -331,7 +331,7 @@ class Restorer:
 
     def _damaged(self, d: TargetDir, parts: list[bytes], lost: tuple[tuple[int, int], ...]
                  | list[tuple[int, int]], kept: bool) -> None:
-        self.stats.damaged.append(DamagedFile(d.shown(parts), tuple(lost), kept))
+        self.stats.damaged.append(DamagedFile(d.path(parts), tuple(lost), kept))
         ranges = ", ".join(f"{o}+{n}" for o, n in lost)
         if kept:
             self.warn(d, parts, f"damaged; restored with holes at (offset+length) {ranges}")

@@ -124,8 +124,8 @@ def test_restore_and_check_name_exactly_the_files_behind_failed_reads(
     repo.store = disk  # type: ignore[assignment]
     target = tmp_path / "t"
     stats = Restorer(repo, target, RestoreOptions()).run(repo.root_entry(body.tree), b"/")
-    got = {os.fsencode(d.path)[len(os.fsencode(target)):] for d in stats.damaged}
-    got |= {os.fsencode(d)[len(os.fsencode(target)):] for d in stats.damaged_dirs}
+    got = {d.path[len(os.fsencode(target)):] for d in stats.damaged}
+    got |= {d[len(os.fsencode(target)):] for d in stats.damaged_dirs}
     assert got == expected
     assert disk.failed and all(any(o <= b < o + n for b in bad[name])
                                for name, o, n in disk.failed)
