@@ -12,9 +12,10 @@ from repofs_cli.common import json_option, open_repo, repo_option
 from repofs_cli.outcome import Outcome
 
 from repofs import audit
+from repofs.dumper import dump
 from repofs.model import DIR
 from repofs.patterns import PatternSet
-from repofs.restorer import RestoreOptions, Restorer, RestoreStats, dump
+from repofs.restorer import RestoreOptions, Restorer, RestoreStats
 
 
 @click.command("restore")

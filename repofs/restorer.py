@@ -1,4 +1,4 @@
-"""``restore`` and ``dump``: get trees and files back out, exactly and safely.
+"""``restore``: get trees back out, exactly and safely (``dumper`` gets one file).
 
 Safety (threat model A4): every file system call goes through a directory fd
 opened with ``O_NOFOLLOW`` from the target down (``restoredir``), every new name is
@@ -27,18 +27,15 @@ import stat
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
 
 from repofs import fsmeta, restorable, spec
-from repofs.errors import IntegrityError, RepofsError, UnsafePath
+from repofs.errors import IntegrityError, UnsafePath
 from repofs.model import BLOCK, CHAR, DIR, FIFO, FILE, SYMLINK, Entry, Part
 from repofs.packcheck import blob_failure
 from repofs.patterns import PatternSet
-from repofs.prefetch import Prefetch, read_chunk
+from repofs.prefetch import Prefetch
 from repofs.repository import Repository
 from repofs.restoredir import DIR_FLAGS, TargetDir
-
-DUMP_BUFFER = 64 * 1024 * 1024  # dump verifies a file this large whole before writing it
 
 
 @dataclass
@@ -402,57 +399,4 @@ def _pwrite_all(fd: int, data: bytes, offset: int) -> None:
         offset += n
 
 
-def dump(repo: Repository, entry: Entry, out: BinaryIO, shown: str | None = None) -> int:
-    """Write one file's content to ``out``; never a byte that did not verify.
-
-    A file of up to ``DUMP_BUFFER`` bytes is read and verified whole before its first
-    byte is written, so a damaged one writes nothing. A larger one is streamed, each
-    chunk verified before it is written: damage ends it after a verified prefix (the
-    error says how long). Either way a damaged file raises an error that names the
-    damaged object (one line: dump has nothing else to report).
-    """
-    shown = shown or entry.name.decode("utf-8", "backslashreplace")
-    if entry.type != FILE:
-        raise RepofsError(f"{shown} is not a regular file")
-    problem = restorable.entry_problem(entry)
-    if problem is not None:
-        raise IntegrityError("entry", shown, problem)
-    buffered = entry.size <= DUMP_BUFFER
-    pending: list[bytes | int] = []  # chunks, or sizes of holes
-    written = 0
-    try:
-        for p in entry.parts:
-            if p.chunk_id is None:
-                pending.append(p.size)
-            else:
-                data = read_chunk(repo, p.chunk_id)
-                if len(data) != p.size:
-                    raise IntegrityError("chunk", p.chunk_id.hex(), "size differs from the tree")
-                pending.append(data)
-            if not buffered:
-                written += _emit(out, pending)
-    except IntegrityError as err:  # one line: the error names the damaged object
-        raise RepofsError(f"{shown}: not written: {err} ("
-                          + (f"only its first {written} bytes were written)" if written
-                             else "nothing was written)")) from None
-    written += _emit(out, pending)
-    out.flush()
-    return written
-
-
-def _emit(out: BinaryIO, pending: list[bytes | int]) -> int:
-    zeros = bytes(1024 * 1024)
-    n = 0
-    for item in pending:
-        if isinstance(item, int):
-            for i in range(0, item, len(zeros)):
-                out.write(zeros[: min(len(zeros), item - i)])
-            n += item
-        else:
-            out.write(item)
-            n += len(item)
-    pending.clear()
-    return n
-
-
-__all__ = ["DUMP_BUFFER", "DamagedFile", "RestoreOptions", "RestoreStats", "Restorer", "dump"]
+__all__ = ["DamagedFile", "RestoreOptions", "RestoreStats", "Restorer"]

@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from repofs import restorable, restorer, spec
+from repofs import dumper, restorable, spec
 from repofs.checker import Checker
 from repofs.damage import DamageLog
 from repofs.errors import RepofsError, UnsafePath
@@ -222,10 +222,10 @@ def test_dump_never_writes_a_byte_that_did_not_verify(
     out = io.BytesIO()
     with pytest.raises(RepofsError, match=r"big\.bin: not written: chunk .* could not be "
                                           r"read: .* \(nothing was written\)$"):
-        restorer.dump(repo, entry, out, "big.bin")
+        dumper.dump(repo, entry, out, "big.bin")
     assert out.getvalue() == b""
-    monkeypatch.setattr(restorer, "DUMP_BUFFER", 0)
+    monkeypatch.setattr(dumper, "DUMP_BUFFER", 0)
     first = entry.parts[0].size
     with pytest.raises(RepofsError, match=f"only its first {first} bytes were written"):
-        restorer.dump(repo, entry, out, "big.bin")
+        dumper.dump(repo, entry, out, "big.bin")
     assert out.getvalue() == (src / "big.bin").read_bytes()[:first]
