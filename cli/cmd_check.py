@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import click
@@ -11,7 +12,7 @@ from repofs_cli.outcome import Outcome
 
 from repofs import audit
 from repofs.chain import HeadsGuard
-from repofs.checker import Checker, CheckReport
+from repofs.checker import Checker, CheckReport, Lost
 from repofs.location import is_remote
 from repofs.storagecheck import StorageReport, check_storage
 from repofs.store import LocalStore
@@ -68,14 +69,22 @@ def check(repo: Path, read_data: bool, subset: float | None, storage_only: bool,
                     read_data=read_data, read_share=None if subset is None else str(subset),
                     problems=len(report.problems))
     read_data = read_data or subset is not None
+    lost = report.lost if isinstance(report, CheckReport) else {}
     if as_json:
-        output.emit_json({"intact": report.intact, "read_data": read_data,
-                          "problems": [p.to_json() for p in report.problems],
-                          "notes": [n.to_json() for n in report.notes],
-                          "counts": report.counts})
+        doc = {"intact": report.intact, "read_data": read_data,
+               "problems": [p.to_json() for p in report.problems],
+               "notes": [n.to_json() for n in report.notes],
+               "counts": report.counts}
+        if isinstance(report, CheckReport):
+            doc["lost_blobs"] = [{"type": t, "id": i, "problem": idx}
+                                 for (t, i), idx in report.lost_blobs.items()]
+            doc["lost"] = {snap: [x.to_json() for x in xs] for snap, xs in lost.items()}
+        output.emit_json(doc)
     else:
         for p in report.problems:
             click.echo(p.line())
+        for snap, xs in lost.items():
+            _show_losses(snap, xs)
         for n in report.notes:
             click.echo(f"note: {n.line()}")
         counts = ", ".join(f"{v} {k}" for k, v in report.counts.items())
@@ -87,4 +96,17 @@ def check(repo: Path, read_data: bool, subset: float | None, storage_only: bool,
     return Outcome.OK if report.intact else Outcome.FAILED
 
 
+def _show_losses(snap: str, lost: list[Lost]) -> None:
+    """What a restore of one snapshot would lose: a "lost:" line per path (the first 20),
+    set apart from problems as notes are."""
+    for x in lost[:_SHOWN]:
+        shown = output.show_path(os.fsencode(x.path))
+        what = f"{shown.rstrip('/')}/ (the directory's contents)" if x.kind == "dir" else shown
+        click.echo(f"lost: snapshot {snap[:8]}: {what}")
+    if len(lost) > _SHOWN:
+        click.echo(f"lost: snapshot {snap[:8]}: and {len(lost) - _SHOWN} more (--json lists "
+                   "all)")
+
+
+_SHOWN = 20
 COMMANDS = [check]

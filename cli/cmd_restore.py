@@ -12,9 +12,10 @@ from repofs_cli.common import LocalPath, json_option, open_repo, repo_option
 from repofs_cli.outcome import Outcome
 
 from repofs import audit
+from repofs.dumper import dump
 from repofs.model import DIR
 from repofs.patterns import PatternSet
-from repofs.restorer import RestoreOptions, Restorer, RestoreStats, dump
+from repofs.restorer import RestoreOptions, Restorer, RestoreStats
 
 
 @click.command("restore")
@@ -28,9 +29,16 @@ from repofs.restorer import RestoreOptions, Restorer, RestoreStats, dump
               help="Do not restore paths matching PATTERN (repeatable).")
 @click.option("--numeric-ids", is_flag=True,
               help="Restore stored uid/gid numbers, not the local ids of stored names.")
+@click.option("--partial", is_flag=True,
+              help="Keep what verified of a damaged file, its damaged ranges left as holes "
+                   "(default: a damaged file is not created).")
+@click.option("--special", is_flag=True,
+              help="Also restore set-user-ID/set-group-ID bits, file capabilities and device "
+                   "nodes (default: not recreated, each named in a warning).")
 @json_option
 def restore(repo: Path, snapshot: str, target: Path, includes: tuple[str, ...],
-            excludes: tuple[str, ...], numeric_ids: bool, as_json: bool) -> Outcome:
+            excludes: tuple[str, ...], numeric_ids: bool, partial: bool, special: bool,
+            as_json: bool) -> Outcome:
     """Restore SNAPSHOT (or PATH inside it) into --target.
 
     A directory's contents are restored into the target; a single file is
@@ -46,7 +54,7 @@ def restore(repo: Path, snapshot: str, target: Path, includes: tuple[str, ...],
     entry = r.lookup_path(snap.body.tree, bpath)
     opts = RestoreOptions(includes=PatternSet(os.fsencode(p) for p in includes),
                           excludes=PatternSet(os.fsencode(p) for p in excludes),
-                          numeric_ids=numeric_ids)
+                          numeric_ids=numeric_ids, partial=partial, special=special)
     progress = output.Progress()
 
     def show(st: RestoreStats) -> None:
@@ -57,18 +65,39 @@ def restore(repo: Path, snapshot: str, target: Path, includes: tuple[str, ...],
     progress.done()
     audit.event("restore", repo=r.id, key=r.keys.key_name, path=repo.absolute(),
                 snapshot=snap.id, source=path or "/", target=target.absolute(),
-                files=stats.files, bytes=stats.bytes_written, warnings=len(stats.warnings))
+                files=stats.files, bytes=stats.bytes_written, damaged=len(stats.damaged),
+                damaged_dirs=len(stats.damaged_dirs), warnings=len(stats.warnings))
     for w in stats.warnings:
         output.warn(w)
     if as_json:
         output.emit_json({"snapshot": snap.id, "files": stats.files, "dirs": stats.dirs,
                           "others": stats.others, "bytes_written": stats.bytes_written,
+                          "damaged": [{"path": output.json_path(d.path), "kept": d.kept,
+                                       "ranges": [list(x) for x in d.ranges]}
+                                      for d in stats.damaged],
+                          "damaged_dirs": [output.json_path(p) for p in stats.damaged_dirs],
+                          "skipped": stats.skipped,
                           "warnings": stats.warnings})
     else:
         click.echo(f"restored {stats.files} files, {stats.dirs} dirs, {stats.others} other "
                    f"({output.human_size(stats.bytes_written)}) from {snap.short_id} "
-                   f"to {target}")
-    return Outcome.WARNINGS if stats.warnings else Outcome.OK
+                   f"to {target}{_losses(stats)}")
+    damaged = stats.damaged or stats.damaged_dirs
+    return Outcome.WARNINGS if stats.warnings or damaged else Outcome.OK
+
+
+def _losses(stats: RestoreStats) -> str:
+    """The summary's tail: what damage and the target cost (nothing when nothing did)."""
+    kept = sum(1 for d in stats.damaged if d.kept)
+    dropped = len(stats.damaged) - kept
+    out = [text for n, text in (
+        (dropped, f"{dropped} damaged file{'s' if dropped != 1 else ''} not restored"),
+        (kept, f"{kept} damaged file{'s' if kept != 1 else ''} restored with holes"),
+        (len(stats.damaged_dirs), f"{len(stats.damaged_dirs)} director"
+         f"{'ies' if len(stats.damaged_dirs) != 1 else 'y'} with a damaged tree"),
+        (stats.skipped, f"{stats.skipped} entr{'ies' if stats.skipped != 1 else 'y'} skipped"),
+    ) if n]
+    return f"; {', '.join(out)}" if out else ""
 
 
 @click.command("dump")
@@ -76,13 +105,18 @@ def restore(repo: Path, snapshot: str, target: Path, includes: tuple[str, ...],
 @click.argument("snapshot")
 @click.argument("path")
 def dump_cmd(repo: Path, snapshot: str, path: str) -> None:
-    """Write the file PATH of SNAPSHOT to standard output."""
+    """Write the file PATH of SNAPSHOT to standard output.
+
+    Never writes a byte that did not verify: a damaged file of up to 64 MiB writes
+    nothing; a larger one stops after the verified bytes before the damage. Either way
+    the exit status is 2.
+    """
     r = open_repo(repo)
     snap = r.snapshots.resolve(snapshot)
     if snap.body is None:
         raise click.ClickException("this key cannot read snapshot contents")
     entry = r.lookup_path(snap.body.tree, os.fsencode(path))
-    dump(r, entry, sys.stdout.buffer)
+    dump(r, entry, sys.stdout.buffer, path)
     audit.event("dump", repo=r.id, key=r.keys.key_name, path=repo.absolute(),
                 snapshot=snap.id, source=path)
 

@@ -5,14 +5,18 @@ files and index segments first (their names must be the hash of their bytes),
 then every snapshot and the history they form (``snapshots.chain_errors``,
 ``chain.analyse``, and the heads this client saw), then every tree reachable
 from a snapshot, each chunk it names being indexed with the right type in a
-pack that exists. With ``read_data``, every pack is read whole: its name is
-re-hashed, its trailer opened, every blob decrypted and its keyed id checked,
-and index entries that point into it where it holds no such blob are named.
+pack that exists. With ``read_data``, every pack is read (``packcheck``): whole
+if it matches its name, else blob by blob as restore reads it, so one flipped
+bit costs only the blob it sits in; index entries that point into a pack where
+it holds no such blob are named.
 
 A problem is reported once, with the snapshots it affects and the first path
-it was met at; nothing stops at the first one. Trees are checked once each
-(identical directories share a tree), so a check costs one pass over the
-distinct trees, not over every snapshot's files.
+it was met at; nothing stops at the first one. Per snapshot, the report says
+what a restore would lose (``CheckReport.lost``): the files whose blobs cannot
+be read back or whose entries no file system can hold (``restorable``: the rule
+restore applies), and the directories whose trees cannot. Trees are checked
+once each (identical directories share a tree), so a check costs one pass over
+the distinct trees, not over every snapshot's files.
 """
 
 from __future__ import annotations
@@ -24,18 +28,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from repofs import chain, crypto, recovery, signed, spec
-from repofs.envelope import HEADER_LEN, CannotRead
+from repofs import chain, recovery, restorable, signed, spec
+from repofs.envelope import CannotRead
 from repofs.errors import IntegrityError
 from repofs.index import Location
-from repofs.model import DIR, FILE, Snapshot
-from repofs.pack import BlobEntry, open_blob, read_trailer
+from repofs.model import DIR, Snapshot
+from repofs.packcheck import Place, check_pack, place
 from repofs.repository import Repository
 from repofs.snapshots import chain_errors, heads
 
-# blob id, blob type, offset in its pack, nonce, length, raw length: an index entry that
-# differs from its pack's trailer in any of them is a lie, even at a real blob's offset
-Place = tuple[bytes, int, int, int, int, int]
 _MISSING_PACK = "missing, but an index segment lists blobs in it"
 
 
@@ -63,11 +64,27 @@ class Problem:
                 "snapshots": sorted(self.snapshots), "path": self.path}
 
 
+@dataclass(frozen=True)
+class Lost:
+    """What a restore of one snapshot would lose: a file (a blob of it does not verify,
+    or its entry is impossible), or a directory's contents (its tree does not verify);
+    ``problems`` are indices into ``CheckReport.problems``."""
+
+    path: str
+    kind: str  # "file" or "dir"
+    problems: tuple[int, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"path": self.path, "type": self.kind, "problems": list(self.problems)}
+
+
 @dataclass
 class CheckReport:
     problems: list[Problem] = field(default_factory=list)
     notes: list[Problem] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
+    lost: dict[str, list[Lost]] = field(default_factory=dict)  # snapshot id -> its losses
+    lost_blobs: dict[tuple[str, str], int] = field(default_factory=dict)  # (type, id) -> problem
 
     @property
     def intact(self) -> bool:
@@ -90,8 +107,10 @@ class Checker:
         self.guard = record
         self.report = CheckReport()
         self._keyed: dict[tuple[str, str, str], int] = {}
-        self._tree_memo: dict[bytes, frozenset[int]] = {}
+        # tree -> (problems below it, what a restore of it loses: relative path, kind, problems)
+        self._tree_memo: dict[bytes, tuple[frozenset[int], tuple[_LostRel, ...]]] = {}
         self._bad_places: set[tuple[str, int]] = set()  # (pack, offset) that failed --read-data
+        self._failures: dict[tuple[str, int], int] = {}  # (pack, offset) -> its problem
         self._packs: set[str] = set()
 
     def problem(self, kind: str, object_id: str, detail: str, path: bytes | None = None,
@@ -136,8 +155,13 @@ class Checker:
             for i, s in enumerate(snaps):
                 self.progress(f"trees of snapshot {i + 1}/{len(snaps)}")
                 assert s.body is not None
-                for idx in self._tree(s.body.tree, b"/"):
+                found, lost = self._tree(s.body.tree, b"/")
+                for idx in found:
                     self.report.problems[idx].snapshots.add(s.id)
+                if lost:
+                    self.report.lost[s.id] = [Lost(os.fsdecode(b"/" + rel), kind,
+                                                   tuple(sorted(idxs)))
+                                              for rel, kind, idxs in lost]
         self.report.counts["trees"] = len(self._tree_memo)
         if self.guard is not None and self.report.intact:
             tips = heads(snaps)  # once: it walks every snapshot
@@ -234,6 +258,12 @@ class Checker:
     def _usable(self, blob_id: bytes, blob_type: int, path: bytes) -> int | None:
         """None if some indexed copy of the blob lies in a present pack (and passed
         --read-data); else the problem that says why not."""
+        bad = self._unusable(blob_id, blob_type, path)
+        if bad is not None:
+            self.report.lost_blobs.setdefault((spec.BLOB_NAMES[blob_type], blob_id.hex()), bad)
+        return bad
+
+    def _unusable(self, blob_id: bytes, blob_type: int, path: bytes) -> int | None:
         try:
             locs = self.repo.index.locations(blob_id, blob_type)
         except IntegrityError as e:
@@ -245,64 +275,84 @@ class Checker:
         if missing:
             return self.problem("pack", missing[0], _MISSING_PACK, path)
         name = spec.BLOB_NAMES[blob_type]
+        failed = self._failures.get((locs[0].pack, locs[0].entry.offset))
+        if failed is not None:  # the first copy's own failure says best what is wrong
+            if self.report.problems[failed].path is None and path:
+                self.report.problems[failed].path = os.fsdecode(path)
+            return failed
         return self.problem(name, blob_id.hex(), "every indexed copy failed --read-data", path)
 
     def _bad(self, loc: Location) -> bool:
         return (loc.pack, loc.entry.offset) in self._bad_places
 
-    def _tree(self, root: bytes, root_path: bytes) -> frozenset[int]:
-        """Problems below a tree, each tree visited once; iterative, as trees nest deep."""
+    def _tree(self, root: bytes, root_path: bytes) -> tuple[frozenset[int], tuple[_LostRel, ...]]:
+        """Problems below a tree, and what a restore of it would lose (paths relative to
+        it); each tree visited once; iterative, as trees nest deep."""
         if root in self._tree_memo:
             return self._tree_memo[root]
-        frames: list[tuple[bytes, bytes, list[tuple[bytes, bytes]], set[int]]] = []
+        frames: list[_TreeFrame] = []
 
-        def enter(tree: bytes, path: bytes) -> None:
-            found: set[int] = set()
-            children: list[tuple[bytes, bytes]] = []
+        def enter(tree: bytes, path: bytes, name: bytes) -> None:
+            frame = _TreeFrame(tree, name)
             bad = self._usable(tree, spec.BLOB_TREE, path)
-            if bad is not None:
-                found.add(bad)
-            elif len(frames) > spec.MAX_TREE_DEPTH:
-                found.add(self.problem("tree", tree.hex(), "nested too deep", path))
-            else:
+            if bad is None and len(frames) > spec.MAX_TREE_DEPTH:
+                bad = self.problem("tree", tree.hex(), "nested too deep", path)
+            entries = []
+            if bad is None:
                 try:
                     entries = self.repo.load_tree(tree)
                 except IntegrityError as e:
-                    found.add(self._from(e, path))
-                    entries = []
-                for ent in entries:
-                    child = path.rstrip(b"/") + b"/" + ent.name
-                    if ent.type == FILE:
-                        for part in ent.parts:
-                            if part.chunk_id is not None:
-                                bad = self._usable(part.chunk_id, spec.BLOB_DATA, child)
-                                if bad is not None:
-                                    found.add(bad)
-                    elif ent.type == DIR and ent.subtree is not None:
-                        children.append((ent.subtree, child))
-            frames.append((tree, path, children, found))
+                    bad = self._from(e, path)
+            if bad is not None:
+                frame.found.add(bad)
+                frame.lost.append((b"", "dir", frozenset((bad,))))
+            for ent in entries:
+                child = path.rstrip(b"/") + b"/" + ent.name
+                if ent.type == DIR and ent.subtree is not None:
+                    frame.children.append((ent.subtree, child, ent.name))
+                    continue
+                bads = set()
+                why = restorable.entry_problem(ent)
+                if why is not None:
+                    shown = ent.name.decode("utf-8", "backslashreplace")
+                    bads.add(self.problem("tree", tree.hex(), f"entry {shown} {why}", child))
+                for part in ent.parts if why is None else ():
+                    if part.chunk_id is not None:
+                        bad = self._usable(part.chunk_id, spec.BLOB_DATA, child)
+                        if bad is not None:
+                            bads.add(bad)
+                if bads:
+                    frame.found |= bads
+                    frame.lost.append((ent.name, "file", frozenset(bads)))
+            frames.append(frame)
 
-        enter(root, root_path)
+        def merge(into: _TreeFrame, name: bytes,
+                  done: tuple[frozenset[int], tuple[_LostRel, ...]]) -> None:
+            into.found |= done[0]
+            into.lost.extend((name + b"/" + rel if rel else name, kind, idxs)
+                             for rel, kind, idxs in done[1])
+
+        enter(root, root_path, b"")
         while frames:
-            tree, _path, children, found = frames[-1]
-            if children:
-                sub, sub_path = children.pop()
+            top = frames[-1]
+            if top.children:
+                sub, sub_path, name = top.children.pop()
                 if sub in self._tree_memo:
-                    found |= self._tree_memo[sub]
+                    merge(top, name, self._tree_memo[sub])
                 else:
-                    enter(sub, sub_path)
+                    enter(sub, sub_path, name)
                 continue
             frames.pop()
-            self._tree_memo[tree] = frozenset(found)
+            done = self._tree_memo[top.tree] = (frozenset(top.found), tuple(top.lost))
             if frames:
-                frames[-1][3].update(found)
+                merge(frames[-1], top.name, done)
         return self._tree_memo[root]
 
     # -- --read-data -------------------------------------------------------------------------
     def _read_packs(self) -> None:
         indexed: dict[str, set[Place]] = {}
         for pack, e in self.repo.index.entries():
-            indexed.setdefault(pack, set()).add(_place(e))
+            indexed.setdefault(pack, set()).add(place(e))
         chosen = sorted(self._packs)
         if self.read_share < 1.0:  # a fresh random share each run: over runs, every pack
             want = math.ceil(len(chosen) * self.read_share) if self.read_share > 0 else 0
@@ -312,48 +362,49 @@ class Checker:
                                              "packs, chosen at random"))
         for i, pack in enumerate(chosen):
             self.progress(f"reading pack {i + 1}/{len(chosen)}")
+            mine = indexed.get(pack, set())
+
+            def failed(err: IntegrityError, where: Place | None, pack: str = pack) -> None:
+                idx = self._from(err)
+                if where is not None:
+                    self._failures.setdefault((pack, where[2]), idx)
+
             try:
-                listed, held = self._read_pack(pack)
+                verdict = check_pack(self.repo, pack, mine, failed)
             except CannotRead:
                 self.report.notes.append(Problem("repository", self.repo.id[:8], "this key "
                                                  "cannot decrypt packs: --read-data skipped"))
                 return
             except IntegrityError as e:
-                self._from(e)
-                self._bad_places.update((pack, p[2]) for p in indexed.get(pack, ()))
+                idx = self._from(e)
+                for p in mine:
+                    self._bad_places.add((pack, p[2]))
+                    self._failures.setdefault((pack, p[2]), idx)
                 continue
-            for place in indexed.get(pack, set()) - held:
-                blob_id, blob_type, offset = place[:3]
-                self._bad_places.add((pack, offset))
-                if place not in listed:  # else named as it failed
-                    self.problem("index segment", f"entry {blob_id.hex()}",
-                                 f"says pack {pack} holds a {spec.BLOB_NAMES[blob_type]} at "
-                                 f"{offset}; the pack does not")
-
-    def _read_pack(self, pack: str) -> tuple[set[Place], set[Place]]:
-        """Read and verify one pack whole: (id, type, offset) of the blobs its trailer
-        lists, and of those that verified."""
-        data = self.repo.get_verified(spec.NS_DATA, pack, "pack")
-        cipher = self.repo.open_cipher(data[:HEADER_LEN], spec.KIND_PACK, pack)
-        listed: set[Place] = set()
-        held: set[Place] = set()
-        for e in read_trailer(cipher, data):
-            listed.add(_place(e))
-            name = spec.BLOB_NAMES[e.blob_type]
-            try:
-                plain = open_blob(cipher, e, data[e.offset:e.offset + e.length])
-                if not crypto.same(self.repo.blob_id(plain, e.blob_type), e.blob_id):
-                    raise IntegrityError(name, e.blob_id.hex(), "content does not match its "
-                                                                f"id (in pack {pack})")
-            except IntegrityError as err:
-                self._from(err)
-                continue
-            held.add(_place(e))
-        return listed, held
+            if verdict.degraded is not None:
+                self.problem("pack", pack, f"{verdict.degraded}; read blob by blob: "
+                                           f"{len(mine) - len(verdict.held)} of {len(mine)} "
+                                           "indexed blobs lost")
+            for p in mine - verdict.held:
+                self._bad_places.add((pack, p[2]))
+                if verdict.listed is not None and p not in verdict.listed:  # else named
+                    self.problem("index segment", f"entry {p[0].hex()}",
+                                 f"says pack {pack} holds a {spec.BLOB_NAMES[p[1]]} at "
+                                 f"{p[2]}; the pack does not")
 
 
-def _place(e: BlobEntry) -> Place:
-    return (e.blob_id, e.blob_type, e.offset, e.nonce, e.length, e.raw_len)
+_LostRel = tuple[bytes, str, frozenset[int]]  # path relative to a tree, kind, problems
 
 
-__all__ = ["CheckReport", "Checker", "Problem"]
+@dataclass
+class _TreeFrame:
+    """A tree being checked: the subtrees left, and what was found below it so far."""
+
+    tree: bytes
+    name: bytes  # its name in the parent tree
+    children: list[tuple[bytes, bytes, bytes]] = field(default_factory=list)
+    found: set[int] = field(default_factory=set)
+    lost: list[_LostRel] = field(default_factory=list)
+
+
+__all__ = ["CheckReport", "Checker", "Lost", "Problem"]

@@ -1,10 +1,15 @@
 """Hostile trees planted by a writer with the keys, restored by the victim (threat model A4):
-names with '..', '/', NUL; a symlinked parent; hardlinks aimed at paths outside. Restore
-refuses or skips each with a precise message and writes nothing outside its target."""
+names with '..', '/', NUL; a symlinked parent; hardlinks aimed at paths outside; trees as
+deep as the format allows; sizes no file can have; set-user-ID files, capabilities and
+devices. Restore refuses or skips each with a precise message, writes nothing outside its
+target, and recreates no planted privilege unless asked."""
 
 from __future__ import annotations
 
 import os
+import stat
+import struct
+import subprocess
 import time
 from pathlib import Path
 
@@ -131,3 +136,97 @@ def test_a_stored_tree_1200_deep_is_listed(victim: Victim) -> None:
     assert lines == ["/d" * n for n in range(1, depth + 1)] + ["/d" * depth + "/f"]
     r = victim.client.run("ls", "--json", snap, "/".join(["d"] * 1000))
     assert len(r.json_lines()) == 201
+
+
+def test_a_tree_as_deep_as_the_format_allows_restores(victim: Victim) -> None:
+    """1,200 nested directories (inside spec.MAX_TREE_DEPTH): restore and check walk them
+    without recursion, and restore keeps few descriptors open however deep it goes."""
+    repo = victim.client.attacker()
+    depth = 1200
+    trees: list[list[dict]] = [[f(b"leaf")]]
+    for i in range(depth):
+        trees.append([d(b"d", i)])
+    snap, _ = plant(repo, victim, trees)
+    target = victim.base / "deep"
+    try:
+        victim.client.run("restore", snap, "--target", target)
+        leaf = target.joinpath(*["d"] * depth, "leaf")
+        assert leaf.read_bytes() == CONTENT
+    finally:  # shutil.rmtree recurses: it cannot remove what restore made
+        subprocess.run(["rm", "-rf", "--", str(target)], check=True)
+    r = victim.client.run("check", "--json", expect=None)
+    assert r.rc in (0, 2) and snap not in r.json()["lost"], r  # type: ignore[index]
+    victim.restores_exactly(newest_only=True)
+
+
+def hole(name: bytes, size: int, parts: list | None = None) -> dict:
+    return {"n": name, "t": "f", "m": 0o644, "u": 0, "g": 0, "mt": 0, "ct": 0, "s": size,
+            "c": [[None, size]] if parts is None else parts}
+
+
+def test_a_size_no_file_can_have_is_damage_not_a_crash(victim: Victim) -> None:
+    """An entry claiming 2^63 bytes (more than off_t holds) is named and skipped before any
+    file is made; a tree whose parts do not add up costs only its own directory."""
+    repo = victim.client.attacker()
+    snap, ids = plant(repo, victim, [
+        [hole(b"short", 10, [[b"\x01" * 32, 4]])],  # parts do not add up: the tree is refused
+        [f(b"a"), hole(b"huge", 2**63), d(b"sub", 0), f(b"z")],
+    ])
+    target = victim.base / "target"
+    r = victim.client.run("restore", snap, "--target", target, expect=1)
+    assert (target / "a").read_bytes() == CONTENT and (target / "z").read_bytes() == CONTENT
+    assert not (target / "huge").exists()
+    assert os.listdir(target / "sub") == []
+    assert (f"repofs: warning: tree {ids[1].hex()} is corrupt or tampered: entry huge claims "
+            f"{2**63} bytes, more than a file can hold (that entry is not restored)"
+            ) in r.err_lines, r
+    assert f"repofs: warning: tree {ids[0].hex()} is corrupt or tampered: " in r.err, r
+    assert f"repofs: warning: {target}/sub: contents not restored: its tree is damaged" \
+        in r.err_lines, r
+    r = victim.client.run("check", "--json", expect=2)
+    lost = r.json()["lost"][snap]  # type: ignore[index]
+    assert sorted((x["path"], x["type"]) for x in lost) == [("/huge", "file"), ("/sub", "dir")]
+    r = victim.client.run("dump", snap, "huge", expect=2)
+    assert r.out == b"" and "more than a file can hold" in r.err, r
+
+
+CAPABILITY = struct.pack("<IIIII", 0x02000001, 1 << 10, 0, 0, 0)  # cap_net_bind_service+ep
+
+
+def test_planted_privileges_are_not_recreated_unless_asked(victim: Victim) -> None:
+    """A writer key plants a set-user-ID root file, a set-group-ID one, a file with
+    capabilities and a world-writable block device: restore (as root) recreates none of
+    their powers, names each, and restores the rest; --special restores them as stored."""
+    repo = victim.client.attacker()
+    snap, _ = plant(repo, victim, [[
+        f(b"cap", x=[[b"security.capability", CAPABILITY]]),
+        f(b"plain"),
+        {"n": b"sda", "t": "b", "m": 0o666, "u": 0, "g": 0, "mt": 0, "ct": 0,
+         "rd": os.makedev(8, 0)},
+        f(b"sgid", m=0o2755),
+        f(b"suid", m=0o4755),
+    ]])
+    target = victim.base / "target"
+    r = victim.client.run("restore", snap, "--target", target, expect=1)
+    assert r.err_lines == [
+        f"repofs: warning: {target}/cap: file capabilities not restored (--special restores "
+        "them)",
+        f"repofs: warning: {target}/sda: device node not created (--special creates it)",
+        f"repofs: warning: {target}/sgid: set-group-ID bit not restored (--special restores "
+        "them)",
+        f"repofs: warning: {target}/suid: set-user-ID bit not restored (--special restores "
+        "them)",
+    ], r
+    assert stat.S_IMODE(os.stat(target / "suid").st_mode) == 0o755
+    assert stat.S_IMODE(os.stat(target / "sgid").st_mode) == 0o755
+    assert not (target / "sda").exists()
+    assert "security.capability" not in os.listxattr(target / "cap")
+    assert (target / "plain").read_bytes() == CONTENT
+
+    special = victim.base / "special"
+    victim.client.run("restore", "--special", snap, "--target", special)
+    assert stat.S_IMODE(os.stat(special / "suid").st_mode) == 0o4755
+    assert stat.S_IMODE(os.stat(special / "sgid").st_mode) == 0o2755
+    st = os.lstat(special / "sda")
+    assert stat.S_ISBLK(st.st_mode) and st.st_rdev == os.makedev(8, 0)
+    assert os.getxattr(special / "cap", "security.capability") == CAPABILITY

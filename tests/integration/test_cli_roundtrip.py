@@ -154,7 +154,7 @@ def env(shm_module_dir: Path) -> dict:
     cli = make_cli(shm_module_dir)
     created = cli.create(src, "--name", "main", "--tag", "roundtrip", expect=1)
     restored = shm_module_dir / "restored"
-    cli.run("restore", "main", "--target", restored)
+    cli.run("restore", "--special", "main", "--target", restored)  # setuid files, devices
     return {"base": shm_module_dir, "src": src, "cli": cli, "created": created,
             "restored": restored}
 
@@ -325,7 +325,7 @@ def test_restore_sub_path_and_single_file(env: dict) -> None:
 
 def test_restore_numeric_ids(env: dict) -> None:
     t = env["base"] / "restore-numeric"
-    env["cli"].run("restore", "main", "--target", t, "--numeric-ids")
+    env["cli"].run("restore", "main", "--target", t, "--numeric-ids", "--special")
     assert rsync_diff(env["src"], under(t, env["src"]), "--exclude=/sock.sock") == ""
 
 
@@ -349,7 +349,8 @@ def test_restore_include_and_exclude(env: dict) -> None:
     assert not any(p.startswith(f"{rel_src}/") and not p.startswith(f"{rel_src}/dir")
                    for p in got), got
     t2 = base / "restore-exclude"
-    cli.run("restore", "main", "--target", t2, "--exclude", "*.txt", "--exclude", f"{src}/names")
+    cli.run("restore", "main", "--target", t2, "--exclude", "*.txt", "--exclude", f"{src}/names",
+            "--special")
     got2 = _files_under(t2)
     assert f"{rel_src}/big.bin" in got2 and f"{rel_src}/acl/file" in got2
     assert not any(p.endswith(".txt") for p in got2)
@@ -805,7 +806,7 @@ def test_file_capabilities_survive_restore(env: dict) -> None:
     os.chmod(f, 0o4755)
     snap = cli.create(d)
     t = env["base"] / "caps-restored"
-    cli.run("restore", snap["snapshot"], "--target", t)
+    cli.run("restore", "--special", snap["snapshot"], "--target", t)
     assert rsync_diff(d, under(t, d)) == ""
     caps = subprocess.run(["getcap", str(under(t, d) / "ping-like")], capture_output=True,
                           text=True, check=True).stdout
