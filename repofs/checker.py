@@ -30,9 +30,9 @@ from typing import Any
 
 from repofs import chain, recovery, restorable, signed, spec
 from repofs.envelope import CannotRead
-from repofs.errors import IntegrityError
+from repofs.errors import BadEntry, IntegrityError
 from repofs.index import Location
-from repofs.model import DIR, Snapshot
+from repofs.model import DIR, Entry, Snapshot
 from repofs.packcheck import Place, check_pack, place
 from repofs.repository import Repository
 from repofs.snapshots import chain_errors, heads
@@ -297,12 +297,17 @@ class Checker:
             bad = self._usable(tree, spec.BLOB_TREE, path)
             if bad is None and len(frames) > spec.MAX_TREE_DEPTH:
                 bad = self.problem("tree", tree.hex(), "nested too deep", path)
-            entries = []
+            entries: list[Entry] = []
+            left_out: list[BadEntry] = []
             if bad is None:
                 try:
-                    entries = self.repo.load_tree(tree)
+                    entries = self.repo.load_tree(tree, left_out)
                 except IntegrityError as e:
                     bad = self._from(e, path)
+            for left in left_out:  # an entry that breaks a rule: a restore leaves it out
+                idx = self._from(left, path.rstrip(b"/") + b"/" + left.entry)
+                frame.found.add(idx)
+                frame.lost.append((left.entry, "file", frozenset((idx,))))
             if bad is not None:
                 frame.found.add(bad)
                 frame.lost.append((b"", "dir", frozenset((bad,))))

@@ -24,6 +24,7 @@
     ├── PruneConflict                a prune condemned data this create reuses: not committed
     └── IntegrityError               "corrupt or tampered": every check that fails
         │                            on bytes read from storage
+        ├── BadEntry                 one entry of a tree breaks a rule: left out alone
         ├── Rollback                 snapshots this client saw are gone from the history
         └── Unreadable               storage failed to return an object's bytes (EIO):
                                      left out like damage, but not called tampering
@@ -128,6 +129,16 @@ class IntegrityError(RepofsError):
         self.object_id = object_id
         self.detail = detail
         super().__init__(f"{kind} {object_id} is corrupt or tampered: {detail}")
+
+
+class BadEntry(IntegrityError):
+    """One entry of a tree breaks a per-entry rule (a size no OS can take, sizes that do
+    not add up): readers leave that entry alone out and keep its directory's others.
+    ``entry`` is its name, so a checker can say which path a restore would lose."""
+
+    def __init__(self, kind: str, object_id: str, detail: str, entry: bytes) -> None:
+        super().__init__(kind, object_id, detail)
+        self.entry = entry
 
 
 class Rollback(IntegrityError):

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from repofs import spec
-from repofs.errors import IntegrityError
+from repofs.errors import BadEntry, IntegrityError
 
 FILE, DIR, SYMLINK, BLOCK, CHAR, FIFO = "f", "d", "l", "b", "c", "p"
 TYPES = (FILE, DIR, SYMLINK, BLOCK, CHAR, FIFO)
@@ -149,7 +149,7 @@ def encode_tree(entries: list[Entry]) -> bytes:
 
 
 def decode_tree(data: bytes, tree_id: str,
-                left_out: list[IntegrityError] | None = None) -> list[Entry]:
+                left_out: list[BadEntry] | None = None) -> list[Entry]:
     """A tree's entries, every invariant a reader relies on checked (repofs-format(5),
     TREES). What is wrong with the tree as a whole (not a tree, unknown version, a name
     unsafe, unsorted or repeated) raises IntegrityError. An entry whose other fields
@@ -170,7 +170,8 @@ def decode_tree(data: bytes, tree_id: str,
         except IntegrityError as e:
             if left_out is None:
                 raise
-            left_out.append(IntegrityError("tree", tree_id, f"entry {name!r}: {e.detail}"))
+            shown = name.decode("utf-8", "backslashreplace")
+            left_out.append(BadEntry("tree", tree_id, f"entry {shown}: {e.detail}", name))
     return entries
 
 

@@ -21,6 +21,7 @@ from repofs import crypto, keys, recovery, signed, spec
 from repofs.damage import DamageLog
 from repofs.envelope import HEADER_LEN, CannotRead, ObjectCipher, new_object, open_object
 from repofs.errors import (
+    BadEntry,
     BadKeyFile,
     IntegrityError,
     PathNotFound,
@@ -74,7 +75,7 @@ class Repository:
         self.index = BlobIndex()
         self._id_keys = {t: keys.blob_id_key(master.id_key, t) for t in spec.BLOB_NAMES}
         self._ciphers: OrderedDict[str, ObjectCipher] = OrderedDict()
-        self._trees: OrderedDict[bytes, list[Entry]] = OrderedDict()
+        self._trees: OrderedDict[bytes, tuple[list[Entry], list[BadEntry]]] = OrderedDict()
         self._lock = threading.Lock()
         self._segments: set[str] = set()  # index segments already read
         self.damaged_segments: dict[str, IntegrityError] = {}  # skipped by load_index
@@ -337,21 +338,28 @@ class Repository:
         """Keyed BLAKE3 of the plaintext under the key of its blob type."""
         return crypto.keyed_id(self._id_keys[blob_type], data)
 
-    def load_tree(self, tree_id: bytes) -> list[Entry]:
+    def load_tree(self, tree_id: bytes, left_out: list[BadEntry] | None = None) -> list[Entry]:
+        """A tree's entries. An entry that breaks a per-entry rule is left out alone: named
+        in the damage log, or, given ``left_out``, handed to the caller instead (check
+        counts it as what a restore would lose)."""
         with self._lock:
-            t = self._trees.get(tree_id)
-            if t is not None:
+            hit = self._trees.get(tree_id)
+            if hit is not None:
                 self._trees.move_to_end(tree_id)
-                return t
-        left_out: list[IntegrityError] = []
-        t = decode_tree(self.read_blob(tree_id, spec.BLOB_TREE), tree_id.hex(), left_out)
-        for error in left_out:  # the bad entry alone: its directory keeps the others
-            self.damage.report(error, "entry left out")
-        with self._lock:
-            self._trees[tree_id] = t
-            while len(self._trees) > 512:
-                self._trees.popitem(last=False)
-        return t
+        if hit is None:
+            bad: list[BadEntry] = []
+            hit = decode_tree(self.read_blob(tree_id, spec.BLOB_TREE), tree_id.hex(), bad), bad
+            with self._lock:
+                self._trees[tree_id] = hit
+                while len(self._trees) > 512:
+                    self._trees.popitem(last=False)
+        entries, bad = hit
+        if left_out is not None:
+            left_out.extend(bad)
+        else:
+            for error in bad:  # the bad entry alone: its directory keeps the others
+                self.damage.report(error, "entry left out")
+        return entries
 
     def root_entry(self, tree_id: bytes) -> Entry:
         """A directory entry standing for a snapshot's root tree."""

@@ -7,7 +7,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from repofs import spec
-from repofs.errors import IntegrityError
+from repofs.errors import BadEntry, IntegrityError
 from repofs.model import (
     BLOCK,
     CHAR,
@@ -411,12 +411,13 @@ def test_a_bad_entry_alone_is_left_out_when_asked() -> None:
     data = tree_bytes(good, big, off)
     with pytest.raises(IntegrityError, match="out of range"):
         decode_tree(data, "t")
-    left: list[IntegrityError] = []
+    left: list[BadEntry] = []
     assert [e.name for e in decode_tree(data, "t", left)] == [b"a"]
     assert [str(e) for e in left] == [
-        "tree t is corrupt or tampered: entry b'big': field 's' out of range",
-        "tree t is corrupt or tampered: entry b'off': file size does not match its "
+        "tree t is corrupt or tampered: entry big: field 's' out of range",
+        "tree t is corrupt or tampered: entry off: file size does not match its "
         "content list"]
+    assert [e.entry for e in left] == [b"big", b"off"]
     largest = {**raw_entry(n=b"h"), "t": "f", "s": 2**63 - 1, "c": [[None, 2**63 - 1]]}
     assert decode_tree(tree_bytes(largest), "t")[0].size == 2**63 - 1
     with pytest.raises(IntegrityError, match="not sorted"):
