@@ -10,7 +10,6 @@ restore could bring back, are counted as skipped, with what ``selection`` leaves
 
 from __future__ import annotations
 
-import getpass
 import os
 import socket
 import sys
@@ -127,7 +126,8 @@ class Archiver:
         s = self.stats
         empty = not (self.opts.stdin_name is None or self.opts.stdin_command or s.bytes_total)
         body = SnapshotBody(
-            tree=tree_id, paths=tuple(paths), host=host, user=_current_user(), name=self.opts.name,
+            tree=tree_id, paths=tuple(paths), host=host, user=fsmeta.current_user(),
+            name=self.opts.name,
             tags=retention.stdin_tags(self.opts.tags, empty, lambda w: self.warn(paths[0], w)),
             hardlinks={k: v for k, v in self._hl_counts.items() if v > 1},
             stats={"files": s.files, "dirs": s.dirs, "others": s.others,
@@ -487,9 +487,3 @@ class Archiver:
             self._last_progress = now
             self.progress(self.stats, name)
 
-
-def _current_user() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return str(os.getuid())
