@@ -86,9 +86,8 @@ def test_exclude_if_present_larger_than_and_iexclude(shm_dir: Path) -> None:
     assert not rel & {"/tagged", "/tagged/sub/f", "/kept/big", "/Thumbs.DB"}
     text = cli.run("create", src, "--exclude-larger-than", "1k").text
     assert "skipped: 1 files over the size limit" in text
-    for bad in ("1.5K", "-1", "1X", ""):
-        err = cli.run("create", src, "--exclude-larger-than", bad, expect=2).err
-        assert "--exclude-larger-than" in err
+    err = cli.run("create", src, "--exclude-larger-than", "1.5K", expect=2).err
+    assert "--exclude-larger-than" in err  # the parser's rules: tests/unit/test_selection.py
     cli.run("create", src, "--exclude-if-present", "a/b", expect=2)
 
 
