@@ -4,12 +4,12 @@ The walk never follows a symlink (lstat, ``O_NOFOLLOW``, ``dir_fd``), reads
 each file once, and skips reading files the files cache knows unchanged.
 Trees are built bottom-up; identical directories give identical tree blobs
 and dedup like chunks. Problems with single files (unreadable, vanished,
-changed while read, sockets) become warnings: the rest is still saved.
+changed while read) become warnings: the rest is still saved. Sockets, which no
+restore could bring back, are counted as skipped, with what ``selection`` leaves out.
 """
 
 from __future__ import annotations
 
-import getpass
 import os
 import socket
 import sys
@@ -35,7 +35,7 @@ from repofs.model import (
     check_name,
     encode_tree,
 )
-from repofs.patterns import PatternSet
+from repofs.selection import NODUMP, SOCKET, TAGGED, TOO_LARGE, Selection, empty_skipped
 from repofs.session import WriteSession
 from repofs.sourcetree import (
     OPEN_FLAGS,
@@ -54,7 +54,7 @@ class CreateOptions:
     """What to back up and how; the CLI fills it from its flags."""
 
     paths: Sequence[bytes] = ()
-    excludes: PatternSet = field(default_factory=lambda: PatternSet([]))
+    selection: Selection = field(default_factory=Selection)
     exclude_caches: bool = False
     one_file_system: bool = False
     host: str | None = None
@@ -63,6 +63,7 @@ class CreateOptions:
     stdin_name: bytes | None = None
     stdin_command: Sequence[str] | None = None
     use_files_cache: bool = True
+    dry_run: bool = False  # walk, read and count, but store nothing (the session's too)
 
 
 @dataclass
@@ -75,6 +76,7 @@ class CreateStats:
     bytes_read: int = 0
     bytes_total: int = 0
     warnings: list[str] = field(default_factory=list)
+    skipped: dict[str, int] = field(default_factory=empty_skipped)  # left out, no warning
 
 
 Progress = Callable[[CreateStats, bytes], None]
@@ -97,7 +99,8 @@ class Archiver:
         self._last_progress = 0.0
 
     # -- entry points ------------------------------------------------------------------
-    def run(self) -> Snapshot:
+    def run(self) -> Snapshot | None:
+        """The snapshot written; None for a dry run, which commits nothing."""
         start = time.time_ns()
         allow_deep_walks()
         host = self.opts.host or socket.gethostname()
@@ -123,13 +126,16 @@ class Archiver:
         s = self.stats
         empty = not (self.opts.stdin_name is None or self.opts.stdin_command or s.bytes_total)
         body = SnapshotBody(
-            tree=tree_id, paths=tuple(paths), host=host, user=_current_user(), name=self.opts.name,
+            tree=tree_id, paths=tuple(paths), host=host, user=fsmeta.current_user(),
+            name=self.opts.name,
             tags=retention.stdin_tags(self.opts.tags, empty, lambda w: self.warn(paths[0], w)),
             hardlinks={k: v for k, v in self._hl_counts.items() if v > 1},
             stats={"files": s.files, "dirs": s.dirs, "others": s.others,
                    "files_unchanged": s.files_unchanged, "bytes_total": s.bytes_total,
                    "bytes_read": s.bytes_read},
         )
+        if self.opts.dry_run:
+            return None  # the files cache is not saved either: nothing it names was stored
         snapshot = self.session.commit(body, start)
         if self.opts.use_files_cache and self.opts.stdin_name is None:
             self.cache.save()  # only once the chunks it names are committed
@@ -166,7 +172,7 @@ class Archiver:
         if paths == [b"/"]:
             fd = os.open(b"/", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
             top = DirFrame(fd=fd, name=b"/", path=b"/", st=None, xattrs=(), depth=0,
-                       names=self._listing(fd, b"/"))
+                       names=self._listing(fd, b"/") or [])
             try:
                 return self._walk(top, os.fstat(fd).st_dev)
             finally:
@@ -256,9 +262,13 @@ class Archiver:
                root_dev: int, depth: int) -> tuple[Entry | None, DirFrame | None]:
         """Archive a non-directory (its entry), or open a directory (its frame)."""
         t = fsmeta.entry_type(st)
+        sel = self.opts.selection
         if t == fsmeta.SOCKET:
-            self.warn(path, "socket skipped")
-            return None, None
+            return self._skip(SOCKET)
+        if t in (DIR, FILE) and sel.skip_nodump(dfd, name):
+            return self._skip(NODUMP)
+        if t == FILE and sel.too_large(st.st_size):
+            return self._skip(TOO_LARGE)
         if t == DIR:
             return None, self._open_dir(dfd, name, path, st, root_dev, depth)
         if t == FILE:
@@ -267,6 +277,10 @@ class Archiver:
         target = os.readlink(name, dir_fd=dfd) if t == SYMLINK else None
         return self._entry(name, st, t, target=target,
                            xattrs=self._xattrs(dfd, name, None, path)), None
+
+    def _skip(self, reason: str) -> tuple[None, None]:
+        self.stats.skipped[reason] += 1
+        return None, None
 
     def _walk(self, top: DirFrame, root_dev: int) -> list[Entry]:
         """The entries of ``top``'s directory, its subdirectories archived depth first.
@@ -288,7 +302,7 @@ class Archiver:
                 n = frame.names[frame.pos]
                 frame.pos += 1
                 child = (frame.path if frame.path != b"/" else b"") + b"/" + n
-                if self.opts.excludes and self.opts.excludes.matches(child):
+                if self.opts.selection.excluded(child):
                     continue
                 try:
                     cst = os.stat(n, dir_fd=frame.fd, follow_symlinks=False)
@@ -316,21 +330,28 @@ class Archiver:
 
     def _open_dir(self, dfd: int, name: bytes, path: bytes, st: os.stat_result,
                   root_dev: int, depth: int) -> DirFrame | None:
-        """A frame for a directory: opened, its xattrs read, its names listed."""
-        self.stats.dirs += 1
+        """A frame for a directory: opened, its xattrs read, its names listed; None if
+        it cannot be opened, or holds an ``--exclude-if-present`` name."""
         try:
             fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
                          dir_fd=dfd)
         except OSError as e:
+            self.stats.dirs += 1
             self.warn(path, f"directory not read: {e.strerror}")
             return None
         try:
-            xattrs = self._xattrs(dfd, name, fd, path)
-            names: list[bytes] = []
-            if depth >= spec.MAX_TREE_DEPTH:
-                self.warn(path, "directory nesting too deep, contents skipped")
-            elif not (self.opts.one_file_system and st.st_dev != root_dev):
+            deep = depth >= spec.MAX_TREE_DEPTH
+            names: list[bytes] | None = []
+            if not deep and not (self.opts.one_file_system and st.st_dev != root_dev):
                 names = self._listing(fd, path)
+            if names is None:  # holds an --exclude-if-present name
+                os.close(fd)
+                self._skip(TAGGED)
+                return None
+            self.stats.dirs += 1
+            xattrs = self._xattrs(dfd, name, fd, path)
+            if deep:
+                self.warn(path, "directory nesting too deep, contents skipped")
         except BaseException:
             os.close(fd)
             raise
@@ -347,12 +368,16 @@ class Archiver:
             os.close(frame.fd)
             frame.fd = -1
 
-    def _listing(self, fd: int, path: bytes) -> list[bytes]:
+    def _listing(self, fd: int, path: bytes) -> list[bytes] | None:
+        """The names to visit, sorted; None if the directory holds an
+        ``--exclude-if-present`` name (it is then left out whole)."""
         try:
             names = sorted(os.fsencode(n) for n in os.listdir(fd))
         except OSError as e:
             self.warn(path, f"directory not listed: {e.strerror}")
             return []
+        if self.opts.selection.tagged(names):
+            return None
         if self.opts.exclude_caches and is_cache_dir(fd, names):
             names = [b"CACHEDIR.TAG"]
         return names
@@ -462,9 +487,3 @@ class Archiver:
             self._last_progress = now
             self.progress(self.stats, name)
 
-
-def _current_user() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return str(os.getuid())

@@ -9,6 +9,7 @@ under it. xattrs carry POSIX ACLs (``system.posix_acl_*``) too.
 from __future__ import annotations
 
 import errno
+import getpass
 import grp
 import os
 import pwd
@@ -38,6 +39,14 @@ def entry_type(st: os.stat_result) -> str:
 
 
 @lru_cache(maxsize=4096)
+def current_user() -> str:
+    """Who runs ``create``, as the snapshot records it: the login name, else the uid."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return str(os.getuid())
+
+
 def user_name(uid: int) -> str | None:
     try:
         return pwd.getpwuid(uid).pw_name

@@ -40,6 +40,12 @@ def _get(fd: int) -> int:
     return flags
 
 
+def read_flags(fd: int) -> int:
+    """The inode flags of ``fd``, as lsattr(1) reads them (``create --exclude-nodump``).
+    Raises OSError where the file system keeps none (ENOTTY, EOPNOTSUPP, ...)."""
+    return _get(fd)
+
+
 def _set(fd: int, flags: int) -> None:
     buf = bytearray(8)
     struct.pack_into("=i", buf, 0, flags)

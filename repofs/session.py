@@ -16,6 +16,10 @@ written the records are read once more: if a pack this session wrote, or the
 only live copy of a blob it reused, was condemned meanwhile, nothing is
 committed (``PruneConflict``), so no snapshot can come to depend on data a
 prune is about to delete. No lock is involved, so there is none to delete.
+
+Why a dry run is a session too (``create --dry-run``): ids, dedup and the counts of new
+blobs are the session's; a dry session decides all of that as a real one would, and
+stops where bytes would be compressed and written, so it writes nothing at all.
 """
 
 from __future__ import annotations
@@ -72,9 +76,10 @@ def _compress(codec: Codec, blobs: list[memoryview | bytes]) -> list[tuple[int, 
 class WriteSession:
     """Adds blobs to a repository; ``commit`` writes the index segment and the snapshot."""
 
-    def __init__(self, repo: Repository, codec: Codec) -> None:
+    def __init__(self, repo: Repository, codec: Codec, dry_run: bool = False) -> None:
         self.repo = repo
         self.codec = codec
+        self.dry_run = dry_run
         self.stats = WriteStats()
         sys.setswitchinterval(min(sys.getswitchinterval(), _SWITCH_INTERVAL))
         self._cpu = ThreadPoolExecutor(2, thread_name_prefix="repofs-compress")
@@ -130,6 +135,8 @@ class WriteSession:
         self._seen[blob_type].add(blob_id)
         self.stats.blobs_new += 1
         self.stats.bytes_new_raw += len(data)
+        if self.dry_run:
+            return blob_id
         if len(data) < _SMALL_BELOW:
             self._batch.append((blob_id, blob_type, data))
             self._batch_bytes += len(data)
@@ -226,6 +233,8 @@ class WriteSession:
 
     def flush(self) -> None:
         """Write every pending blob and pack, then this session's index segment."""
+        if self.dry_run:
+            return
         self._submit_batch()
         while self._queue:
             self._drain_one()
@@ -252,6 +261,8 @@ class WriteSession:
 
     def commit(self, body: SnapshotBody, time_ns: int) -> Snapshot:
         """Packs, then index, then the snapshot: the write order of repofs-format(5)."""
+        if self.dry_run:
+            raise RuntimeError("a dry-run session commits nothing")
         self.flush()
         self.recheck_condemned()
         return self.repo.snapshots.commit(body, time_ns)

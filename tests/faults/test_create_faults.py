@@ -16,7 +16,6 @@ import pytest
 
 from repofs.archiver import Archiver, CreateOptions
 from repofs.compression import Codec
-from repofs.patterns import PatternSet
 from repofs.repository import Repository
 from repofs.restorer import RestoreOptions, Restorer
 from repofs.session import WriteSession
@@ -36,8 +35,7 @@ def make_tree(src: Path, generation: int) -> None:
 
 def create(repo: Repository, src: Path) -> None:
     with WriteSession(repo, Codec()) as s:
-        Archiver(s, CreateOptions(paths=[os.fsencode(src)], use_files_cache=False,
-                                  excludes=PatternSet([]))).run()
+        Archiver(s, CreateOptions(paths=[os.fsencode(src)], use_files_cache=False)).run()
 
 
 def assert_restores(repo_dir: Path, expected: dict[str, Path], work: Path, src: Path) -> None:

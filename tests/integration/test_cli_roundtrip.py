@@ -152,19 +152,24 @@ def env(shm_module_dir: Path) -> dict:
     src = shm_module_dir / "src"
     build_tree(src)
     cli = make_cli(shm_module_dir)
-    created = cli.create(src, "--name", "main", "--tag", "roundtrip", expect=1)
+    created = cli.create(src, "--name", "main", "--tag", "roundtrip")
     restored = shm_module_dir / "restored"
     cli.run("restore", "--special", "main", "--target", restored)  # setuid files, devices
     return {"base": shm_module_dir, "src": src, "cli": cli, "created": created,
             "restored": restored}
 
 
-def test_socket_skipped_with_warning_and_exit_1(env: dict) -> None:
+def test_a_socket_is_counted_as_skipped_not_warned(env: dict) -> None:
+    """A backup of /run or /var meets sockets every night: no restore could bring one
+    back, so it is left out and counted, and create exits 0 (the fixture expects 0)."""
     created = env["created"]
-    assert created["warnings"] == [f"{env['src']}/sock.sock: socket skipped"]
-    names = {e["path"] for e in env["cli"].run("ls", "main", "--json").json_lines()}
-    assert f"{env['src']}/hello.txt" in names
-    assert f"{env['src']}/sock.sock" not in names
+    assert created["warnings"] == []
+    assert created["skipped"] == {"sockets": 1, "larger_than": 0, "nodump": 0,
+                                  "if_present": 0}
+    types = {e["path"]: e["type"]
+             for e in env["cli"].run("ls", "main", "--json").json_lines()}
+    assert f"{env['src']}/sock.sock" not in types
+    assert types[f"{env['src']}/dev/fifo"] == "fifo"  # FIFOs and devices are still stored
 
 
 def test_rsync_sees_no_difference(env: dict) -> None:

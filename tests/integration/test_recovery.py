@@ -169,7 +169,10 @@ def test_a_killed_create_is_resumed_by_the_next(shm_dir: Path) -> None:
     left = du_bytes(cli.repo) - empty
     assert left >= 3 * 15 * MiB
     before = du_bytes(cli.repo)
-    snap = cli.create(src)["snapshot"]
+    unlisted = sum(1 for _ in data.glob("*/*"))
+    created = cli.create(src)
+    assert created["packs_adopted"] == unlisted  # what the summary and --json report
+    snap = created["snapshot"]
     grew = du_bytes(cli.repo) - before
     assert grew < total - left + 4 * MiB, (grew, left, total)
     assert grew < total * 0.6, (grew, total)

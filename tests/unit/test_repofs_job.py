@@ -109,3 +109,13 @@ def test_both_admin_sources_are_refused() -> None:
     with pytest.raises(job_mod.ConfigError, match="not both"):
         _job("repository = /r\npassphrase-file = /p\nadmin-passphrase-file = /a\n"
              "admin-passphrase-command = /bin/cat /a\n")
+
+
+def test_selection_settings_become_create_options() -> None:
+    job = _job("repository = /srv/r\npassphrase-file = /etc/repofs/p\npath = /home\n"
+               "exclude = *.o\niexclude = *.TMP\nexclude-if-present = .nobackup\n"
+               "exclude-if-present = .nobak\nexclude-larger-than = 2G\nexclude-nodump = yes\n")
+    argv = job.create_argv()  # type: ignore[attr-defined]
+    assert argv[1:] == ["create", "--exclude", "*.o", "--iexclude", "*.TMP",
+                        "--exclude-if-present", ".nobackup", "--exclude-if-present", ".nobak",
+                        "--exclude-nodump", "--exclude-larger-than", "2G", "--", "/home"]

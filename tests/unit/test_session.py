@@ -278,3 +278,22 @@ def test_add_stream_keeps_order_and_passes_errors_on(repo: Repository) -> None:
     fresh = reopened(repo)
     for blob_id, _ in got:
         fresh.read_blob(blob_id, spec.BLOB_DATA)
+
+
+def test_a_dry_session_counts_as_a_real_one_and_writes_nothing(repo: Repository) -> None:
+    blobs = [os.urandom(n) for n in (10, 70_000, 300_000)] + [b"same", b"same"]
+    with WriteSession(repo, Codec.parse("zstd,3")) as real:
+        stored = real.add(spec.BLOB_DATA, b"already stored")
+        real.commit(body(real.add(spec.BLOB_TREE, encode_tree([]))), 1)
+    before = sorted(p.relative_to(repo.store.root) for p in repo.store.root.rglob("*"))
+    with WriteSession(repo, Codec.parse("zstd,3"), dry_run=True) as dry:
+        ids = [dry.add(spec.BLOB_DATA, b) for b in blobs]
+        assert dry.add(spec.BLOB_DATA, b"already stored") == stored
+        dry.flush()
+        with pytest.raises(RuntimeError):
+            dry.commit(body(ids[0]), 2)
+    assert sorted(p.relative_to(repo.store.root) for p in repo.store.root.rglob("*")) == before
+    assert ids == [repo.blob_id(b, spec.BLOB_DATA) for b in blobs]
+    assert (dry.stats.blobs_new, dry.stats.blobs_dedup) == (4, 2)
+    assert dry.stats.bytes_new_raw == sum(map(len, blobs[:4]))
+    assert dry.stats.bytes_stored == 0 and dry.stats.packs == 0
