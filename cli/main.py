@@ -24,6 +24,7 @@ from repofs_cli import (
     cmd_mount,
     cmd_prune,
     cmd_read,
+    cmd_replicate,
     cmd_restore,
     cmd_serve,
     output,
@@ -58,7 +59,7 @@ def cli() -> None:
 
 
 for module in (cmd_init, cmd_create, cmd_read, cmd_restore, cmd_mount, cmd_serve,
-               cmd_check, cmd_key, cmd_forget, cmd_prune):
+               cmd_check, cmd_key, cmd_forget, cmd_prune, cmd_replicate):
     for command in module.COMMANDS:
         cli.add_command(command)
 

@@ -69,6 +69,9 @@ class Repository:
         self._segments: set[str] = set()  # index segments already read
         self.damaged_segments: dict[str, IntegrityError] = {}  # skipped by load_index
         self.snapshots = SnapshotLog(self)
+        if hasattr(store, "overwrite"):  # s3://: an object overwritten in the bucket
+            store.overwrite = lambda e: self.damage.report(
+                e, "the version that matches its name was read")
 
     # -- open / init ------------------------------------------------------------------
     @classmethod

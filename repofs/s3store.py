@@ -1,0 +1,421 @@
+"""An ``s3://`` repository: the write-once ``WriterStore`` on S3-compatible object storage.
+
+Why a module of its own: it is the one owner of the S3 client library (boto3/botocore),
+so no other module knows S3 exists beyond ``location`` picking it.
+
+Write-once without trusting the server: every object is created by one ``PutObject``
+with ``If-None-Match: *`` and ``Content-MD5`` (nothing is ever visible half-written,
+and lock buckets require the checksum); 412 means the name exists, and is success
+only if the stored object hashes to its name. Some servers (Ceph RGW 16.2) ignore
+``If-None-Match`` in versioned and object-lock buckets, so a writer can put a new
+version over a name: readers verify every object against its name (BLAKE3), and when
+the current version does not match, this store looks through the object's versions
+for the one that does, reads that one from then on, and tells its ``overwrite``
+listener (the repository's damage log: the overwrite means a writer's credentials are
+in hostile hands). Ranged reads of a versioned object are pinned to one version.
+
+Credentials come only the standard way (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
+AWS_SESSION_TOKEN, AWS_PROFILE, the shared credentials file); ``admin=True`` uses the
+profile REPOFS_S3_ADMIN_PROFILE names (for the commands that delete). Never the URL.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import re
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import boto3
+import botocore.config
+import botocore.exceptions
+
+from repofs import crypto
+from repofs.errors import (
+    IntegrityError,
+    ObjectExists,
+    RemoteError,
+    RepositoryExists,
+    RepositoryNotFound,
+)
+from repofs.spec import CONFIG_NAME, MAX_OBJECT, NAMESPACES
+from repofs.store import valid_name
+
+ADMIN_PROFILE_ENV = "REPOFS_S3_ADMIN_PROFILE"
+SCHEMES = ("s3", "s3+http")
+_BUCKET_RE = re.compile(r"\A[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]\Z")
+_PREFIX_RE = re.compile(r"\A[A-Za-z0-9._/-]{0,512}\Z")
+_HOST_RE = re.compile(r"\A[A-Za-z0-9.-]{1,253}\Z|\A\[[0-9A-Fa-f:.]+\]\Z")
+MAX_CONFIG = 64 * 1024
+_BODY_RETRIES = 4  # a body cut off mid-read; botocore retries the request itself
+_PINS = 65536  # objects whose version and size are remembered
+
+Overwrite = Callable[[IntegrityError], None]
+
+
+@dataclass(frozen=True)
+class S3Location:
+    """Where an s3:// repository lives: endpoint, bucket, and a key prefix ('' or 'a/b/')."""
+
+    host: str
+    bucket: str
+    prefix: str = ""
+    port: int | None = None
+    secure: bool = True
+
+    @property
+    def endpoint(self) -> str:
+        port = f":{self.port}" if self.port else ""
+        return f"{'https' if self.secure else 'http'}://{self.host}{port}"
+
+    def __str__(self) -> str:
+        port = f":{self.port}" if self.port else ""
+        path = f"/{self.bucket}/{self.prefix}".rstrip("/")
+        return f"{'s3' if self.secure else 's3+http'}://{self.host}{port}{path}"
+
+
+def is_s3(location: str) -> bool:
+    return location.split("://", 1)[0] in SCHEMES and "://" in location
+
+
+def parse_url(url: str) -> S3Location:
+    """``s3://HOST[:PORT]/BUCKET[/PREFIX]`` (https) or ``s3+http://HOST:PORT/BUCKET[/PREFIX]``;
+    refuse credentials, queries and anything not a plain bucket and key prefix."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as e:
+        raise RepositoryNotFound(f"invalid repository location {url!r}: {e}") from None
+    if parts.username is not None or parts.password is not None:
+        raise RepositoryNotFound("credentials do not belong in the repository location: use "
+                                 "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE")
+    host = parts.netloc.rsplit(":", 1)[0] if port else parts.netloc
+    if parts.scheme not in SCHEMES or parts.query or parts.fragment or not _HOST_RE.match(host):
+        raise RepositoryNotFound(f"invalid repository location {url!r}: use "
+                                 "s3://HOST[:PORT]/BUCKET[/PREFIX]")
+    bucket, _, prefix = parts.path.lstrip("/").partition("/")
+    prefix = prefix.strip("/")
+    if not _BUCKET_RE.match(bucket):
+        raise RepositoryNotFound(f"invalid bucket name in repository location {url!r}")
+    if not _PREFIX_RE.match(prefix) or any(p in ("", ".", "..") for p in prefix.split("/")
+                                           if prefix):
+        raise RepositoryNotFound(f"invalid key prefix in repository location {url!r}")
+    return S3Location(host=host, bucket=bucket, prefix=f"{prefix}/" if prefix else "",
+                      port=port, secure=parts.scheme == "s3")
+
+
+def _client(loc: S3Location, admin: bool) -> Any:
+    """A botocore S3 client: standard retries (5xx, 429/SlowDown, timeouts, resets) with
+    backoff, bounded attempts and timeouts, path-style addressing, checksums only where
+    we send them (Content-MD5: every S3 server understands it)."""
+    profile = os.environ.get(ADMIN_PROFILE_ENV) if admin else None
+    try:
+        session = boto3.session.Session(profile_name=profile or None)
+    except botocore.exceptions.BotoCoreError as e:
+        raise RemoteError(f"{loc}: {e}") from None
+    config = botocore.config.Config(
+        retries={"mode": "standard", "max_attempts": 6},
+        connect_timeout=10, read_timeout=60, max_pool_connections=32,
+        s3={"addressing_style": "path"}, signature_version="s3v4",
+        request_checksum_calculation="when_required",
+        response_checksum_validation="when_required")
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or \
+        session.region_name or "us-east-1"
+    return session.client("s3", endpoint_url=loc.endpoint, region_name=region, config=config)
+
+
+def _code(e: botocore.exceptions.ClientError) -> str:
+    return str(e.response.get("Error", {}).get("Code", ""))
+
+
+def _status(e: botocore.exceptions.ClientError) -> int:
+    return int(e.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+
+
+class S3Store:
+    """``WriterStore`` on one bucket and key prefix. Thread-safe: botocore clients are, and
+    the version pins are behind a lock."""
+
+    fork_safe = False  # a forked copy would share the connection pool
+
+    def __init__(self, loc: S3Location, admin: bool = False) -> None:
+        self.location = loc
+        self._s3 = _client(loc, admin)
+        self._lock = threading.Lock()
+        self._pins: OrderedDict[str, tuple[str | None, int]] = OrderedDict()
+        self._versioned: bool | None = None
+        self.overwrite: Overwrite | None = None  # told of each overwritten object found
+        self.overwritten: dict[str, str] = {}  # "ns/name" -> the version that verifies
+        self.lock_days = 0  # object lock: retain every new object this many days
+        self.lock_mode = "COMPLIANCE"
+
+    # -- open / create --------------------------------------------------------------------
+    @classmethod
+    def open(cls, loc: S3Location, admin: bool = False) -> S3Store:
+        store = cls(loc, admin)
+        store.read_config()  # RepositoryNotFound if there is none
+        return store
+
+    @classmethod
+    def create(cls, loc: S3Location, config: bytes) -> S3Store:
+        store = cls(loc)
+        got = store._call(store._s3.list_objects_v2, "list", Bucket=loc.bucket,
+                          Prefix=loc.prefix, MaxKeys=1)
+        if got.get("KeyCount", 0) or got.get("Contents"):
+            raise RepositoryExists(f"{loc} is not empty")
+        if not store._create(store._key_config(), config):
+            raise RepositoryExists(f"{loc} already holds a repository")
+        return store
+
+    def close(self) -> None:
+        self._s3.close()
+
+    # -- plumbing -------------------------------------------------------------------------
+    def _key(self, namespace: str, name: str) -> str:
+        if namespace not in NAMESPACES:
+            raise ValueError(f"unknown namespace {namespace!r}")
+        if not valid_name(name):
+            raise ValueError(f"invalid object name {name!r}")
+        return f"{self.location.prefix}{namespace}/{name}"
+
+    def _key_config(self) -> str:
+        return f"{self.location.prefix}{CONFIG_NAME}"
+
+    def _call(self, method: Callable[..., Any], what: str, **kw: Any) -> Any:
+        """One request; botocore has retried what can be retried. A missing object is
+        FileNotFoundError; everything else one RemoteError naming the request."""
+        try:
+            return method(**kw)
+        except botocore.exceptions.ClientError as e:
+            code, status = _code(e), _status(e)
+            if code in ("NoSuchKey", "404", "NotFound", "NoSuchVersion") or (
+                    status == 404 and code != "NoSuchBucket"):
+                raise FileNotFoundError(2, f"{self.location}: {what}: not found") from None
+            if code == "NoSuchBucket":
+                raise RepositoryNotFound(f"{self.location}: the bucket does not exist") \
+                    from None
+            msg = e.response.get("Error", {}).get("Message") or code or f"HTTP {status}"
+            raise RemoteError(f"{self.location}: {what}: {msg} [{code or status}]") from None
+        except botocore.exceptions.NoCredentialsError:
+            raise RemoteError(f"{self.location}: no S3 credentials: set AWS_ACCESS_KEY_ID and "
+                              "AWS_SECRET_ACCESS_KEY, or AWS_PROFILE") from None
+        except botocore.exceptions.BotoCoreError as e:
+            raise RemoteError(f"{self.location}: {what}: {e}") from None
+
+    def _read(self, what: str, limit: int, **kw: Any) -> bytes:
+        """GET (whole or a range) and read the body, retrying a body cut off mid-way."""
+        for attempt in range(_BODY_RETRIES):
+            got = self._call(self._s3.get_object, what, Bucket=self.location.bucket, **kw)
+            if int(got.get("ContentLength", 0)) > limit:
+                got["Body"].close()
+                raise IntegrityError("object", what, "larger than any repofs writes")
+            try:
+                return bytes(got["Body"].read())
+            except (botocore.exceptions.BotoCoreError, OSError) as e:
+                if attempt == _BODY_RETRIES - 1:
+                    raise RemoteError(f"{self.location}: {what}: {e}") from None
+                time.sleep(0.2 * 2 ** attempt)
+        raise AssertionError("unreachable")
+
+    def _create(self, key: str, data: bytes | memoryview) -> bool:
+        """PutObject if no object has the key; False if the server says one has (412)."""
+        body = bytes(data)
+        kw: dict[str, Any] = {}
+        if self.lock_days:
+            kw["ObjectLockMode"] = self.lock_mode
+            kw["ObjectLockRetainUntilDate"] = time.time() + self.lock_days * 86400
+        try:
+            self._s3.put_object(
+                Bucket=self.location.bucket, Key=key, Body=body, IfNoneMatch="*",
+                ContentMD5=_md5(body), **kw)
+        except botocore.exceptions.ClientError as e:
+            if _status(e) == 412 or _code(e) == "PreconditionFailed":
+                return False
+            self._call(_raise(e), f"put {key}")
+        except botocore.exceptions.BotoCoreError as e:
+            raise RemoteError(f"{self.location}: put {key}: {e}") from None
+        if self.lock_days:
+            self._check_lock(key)
+        return True
+
+    def _check_lock(self, key: str) -> None:
+        """The server must have kept the lock we asked for (some drop lock headers)."""
+        head = self._call(self._s3.head_object, f"head {key}", Bucket=self.location.bucket,
+                          Key=key)
+        if head.get("ObjectLockMode") != self.lock_mode:
+            raise RemoteError(f"{self.location}: the server did not lock {key} "
+                              f"({self.lock_mode}): is Object Lock enabled on the bucket?")
+
+    def _is_versioned(self) -> bool:
+        if self._versioned is None:
+            try:
+                got = self._s3.get_bucket_versioning(Bucket=self.location.bucket)
+                self._versioned = got.get("Status") in ("Enabled", "Suspended")
+            except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError):
+                self._versioned = True  # cannot tell: look at versions, to be safe
+        return self._versioned
+
+    def _versions(self, key: str) -> list[dict[str, Any]]:
+        """Every version of one key, newest first (S3 lists them so)."""
+        out: list[dict[str, Any]] = []
+        kw: dict[str, Any] = {"Bucket": self.location.bucket, "Prefix": key}
+        while True:
+            got = self._call(self._s3.list_object_versions, f"list versions of {key}", **kw)
+            out += [v for v in got.get("Versions", []) if v.get("Key") == key]
+            if not got.get("IsTruncated"):
+                return out
+            kw["KeyMarker"] = got.get("NextKeyMarker")
+            kw["VersionIdMarker"] = got.get("NextVersionIdMarker")
+
+    def _pin(self, namespace: str, name: str) -> tuple[str | None, int]:
+        """The version ranged reads of an object use, and its size: in a versioned bucket
+        the one version that exists, or (several) the newest whose bytes match the name."""
+        key = self._key(namespace, name)
+        with self._lock:
+            pin = self._pins.get(key)
+            if pin is not None:
+                self._pins.move_to_end(key)
+                return pin
+        if not self._is_versioned():
+            head = self._call(self._s3.head_object, f"head {namespace}/{name}",
+                              Bucket=self.location.bucket, Key=key)
+            pin = (None, int(head.get("ContentLength", 0)))
+        else:
+            versions = self._versions(key)
+            if not versions:
+                raise FileNotFoundError(2, f"{self.location}: {namespace}/{name}: not found")
+            if len(versions) == 1:
+                pin = (str(versions[0]["VersionId"]), int(versions[0]["Size"]))
+            else:
+                pin = self._resolve(namespace, name, versions)[0]
+        with self._lock:
+            self._pins[key] = pin
+            while len(self._pins) > _PINS:
+                self._pins.popitem(last=False)
+        return pin
+
+    def _resolve(self, namespace: str, name: str,
+                 versions: list[dict[str, Any]]) -> tuple[tuple[str | None, int], bytes]:
+        """Several versions under one name: the newest whose bytes hash to the name (which
+        is then reported as overwritten), else the current one (the caller's check fails)."""
+        key = self._key(namespace, name)
+        current: tuple[tuple[str | None, int], bytes] | None = None
+        for v in versions:
+            vid = str(v["VersionId"])
+            data = self._read(f"{namespace}/{name}", MAX_OBJECT, Key=key, VersionId=vid)
+            if current is None:
+                current = ((vid, len(data)), data)
+            if crypto.object_name(data) == name:
+                if v is not versions[0]:
+                    self._report(namespace, name, vid, len(versions))
+                return (vid, len(data)), data
+        assert current is not None
+        return current
+
+    def _report(self, namespace: str, name: str, version: str, count: int) -> None:
+        self.overwritten[f"{namespace}/{name}"] = version
+        if self.overwrite is not None:
+            self.overwrite(IntegrityError(
+                namespace, name, f"overwritten in the bucket ({count} versions): read the "
+                f"version that matches its name ({version}); a writer's credentials wrote "
+                "the newer one"))
+
+    # -- WriterStore ----------------------------------------------------------------------
+    def put(self, namespace: str, name: str, data: bytes | memoryview) -> bool:
+        """Create an object; False if it was there already with the same bytes (a retried
+        put that gets 412 is success only if the stored object verifies)."""
+        if self._create(self._key(namespace, name), data):
+            return True
+        if crypto.object_name(self.get(namespace, name)) == name and \
+                crypto.object_name(data) == name:
+            return False
+        raise ObjectExists(f"{namespace}/{name} already exists with other content")
+
+    def get(self, namespace: str, name: str) -> bytes:
+        key = self._key(namespace, name)
+        with self._lock:
+            pin = self._pins.get(key)
+        kw = {"VersionId": pin[0]} if pin and pin[0] else {}
+        data = self._read(f"{namespace}/{name}", MAX_OBJECT, Key=key, **kw)
+        if crypto.object_name(data) == name or pin is not None or not self._is_versioned():
+            return data
+        versions = self._versions(key)
+        if len(versions) < 2:
+            return data  # damaged, not overwritten: the caller names it
+        pin, data = self._resolve(namespace, name, versions)
+        with self._lock:
+            self._pins[key] = pin
+        return data
+
+    def get_range(self, namespace: str, name: str, offset: int, length: int) -> bytes:
+        if length <= 0:
+            return b""
+        vid, size = self._pin(namespace, name)
+        if offset >= size:
+            return b""
+        kw = {"VersionId": vid} if vid else {}
+        return self._read(f"{namespace}/{name}", length, Key=self._key(namespace, name),
+                          Range=f"bytes={offset}-{min(offset + length, size) - 1}", **kw)
+
+    def size(self, namespace: str, name: str) -> int:
+        return self._pin(namespace, name)[1]
+
+    def exists(self, namespace: str, name: str) -> bool:
+        try:
+            self._call(self._s3.head_object, f"head {namespace}/{name}",
+                       Bucket=self.location.bucket, Key=self._key(namespace, name))
+            return True
+        except FileNotFoundError:
+            return False
+
+    def list(self, namespace: str) -> Iterator[str]:
+        if namespace not in NAMESPACES:
+            raise ValueError(f"unknown namespace {namespace!r}")
+        prefix = f"{self.location.prefix}{namespace}/"
+        names: list[str] = []
+        kw: dict[str, Any] = {"Bucket": self.location.bucket, "Prefix": prefix}
+        while True:
+            got = self._call(self._s3.list_objects_v2, f"list {namespace}", **kw)
+            for obj in got.get("Contents", []):
+                name = str(obj.get("Key", ""))[len(prefix):]
+                if valid_name(name):
+                    names.append(name)
+            token = got.get("NextContinuationToken")
+            if not got.get("IsTruncated") or not token:
+                return iter(names)
+            kw["ContinuationToken"] = token
+
+    def read_config(self) -> bytes:
+        """The config: in a versioned bucket its oldest version (a writer may put others)."""
+        key = self._key_config()
+        kw: dict[str, Any] = {}
+        try:
+            if self._is_versioned():
+                versions = self._versions(key)
+                if versions:
+                    kw["VersionId"] = versions[-1]["VersionId"]
+            return self._read("config", MAX_CONFIG, Key=key, **kw)
+        except FileNotFoundError:
+            raise RepositoryNotFound(f"no repofs repository at {self.location}") from None
+
+
+def _md5(body: bytes) -> str:
+    """Content-MD5: a transfer checksum S3 requires on lock buckets, not a security hash
+    (names, BLAKE3, are what readers verify)."""
+    return base64.b64encode(hashlib.md5(body, usedforsecurity=False).digest()).decode()
+
+
+def _raise(e: Exception) -> Callable[..., Any]:
+    def again(**_kw: Any) -> Any:
+        raise e
+    return again
+
+
+__all__ = ["ADMIN_PROFILE_ENV", "S3Location", "S3Store", "is_s3", "parse_url"]
