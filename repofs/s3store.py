@@ -97,7 +97,8 @@ def parse_url(url: str) -> S3Location:
         raise RepositoryNotFound("credentials do not belong in the repository location: use "
                                  "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE")
     host = parts.netloc.rsplit(":", 1)[0] if port else parts.netloc
-    if parts.scheme not in SCHEMES or parts.query or parts.fragment or not _HOST_RE.match(host):
+    if parts.scheme not in SCHEMES or parts.query or parts.fragment or \
+            not _HOST_RE.match(host) or host.startswith(("-", ".")):
         raise RepositoryNotFound(f"invalid repository location {url!r}: use "
                                  "s3://HOST[:PORT]/BUCKET[/PREFIX]")
     bucket, _, prefix = parts.path.lstrip("/").partition("/")

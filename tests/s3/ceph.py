@@ -115,7 +115,7 @@ osd max object name len = 460
 osd max object namespace len = 64
 debug ms = 0
 [client.rgw]
-rgw frontends = beast endpoint=127.0.0.1:{self.port}
+rgw frontends = beast endpoint=127.0.0.1:{self.port} tcp_nodelay=1
 rgw enable usage log = false
 rgw lc debug interval = 10
 rgw thread pool size = 64

@@ -11,10 +11,12 @@ import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from .ceph import BINARIES, Ceph
+from ..integration.harness import Cli
+from .ceph import BINARIES, Ceph, User
 
 SHM = Path("/dev/shm") if Path("/dev/shm").is_dir() else None
 
@@ -37,3 +39,48 @@ def ceph() -> Iterator[Ceph]:
 @pytest.fixture
 def bucket_name() -> str:
     return f"repofs-{uuid.uuid4().hex[:12]}"
+
+
+def client(ceph: Ceph, user: User | None = None) -> Any:
+    """A boto3 client of the test gateway (the tests' own, to play admin or attacker)."""
+    import boto3
+    import botocore.config
+
+    who = user or ceph.admin()
+    return boto3.client("s3", endpoint_url=ceph.endpoint, region_name="us-east-1",
+                        aws_access_key_id=who.access_key,
+                        aws_secret_access_key=who.secret_key,
+                        config=botocore.config.Config(
+                            s3={"addressing_style": "path"},
+                            request_checksum_calculation="when_required",
+                            response_checksum_validation="when_required"))
+
+
+def s3_cli(ceph: Ceph, bucket: str, base: Path, prefix: str = "repo",
+           user: User | None = None) -> Cli:
+    """The repofs CLI on s3+http://.../bucket/prefix with ``user``'s credentials."""
+    cli = Cli(f"s3+http://127.0.0.1:{ceph.port}/{bucket}/{prefix}",  # type: ignore[arg-type]
+              base / f"{bucket}-{prefix}-cache")
+    creds = (user or ceph.admin()).env()
+    plain_env = cli.env
+
+    def env(extra: dict[str, str] | None = None) -> dict[str, str]:
+        e = {k: v for k, v in plain_env(extra).items() if not k.startswith("AWS_")}
+        return {**e, **creds, **(extra or {})}
+
+    cli.env = env  # type: ignore[method-assign]
+    return cli
+
+
+@pytest.fixture
+def plain_bucket(ceph: Ceph, bucket_name: str) -> str:
+    """An unversioned bucket: the server refuses a second PutObject with If-None-Match."""
+    client(ceph).create_bucket(Bucket=bucket_name)
+    return bucket_name
+
+
+@pytest.fixture
+def lock_bucket(ceph: Ceph, bucket_name: str) -> str:
+    """An Object Lock bucket (so versioned): Ceph 16.2 accepts a put over an existing name."""
+    client(ceph).create_bucket(Bucket=bucket_name, ObjectLockEnabledForBucket=True)
+    return bucket_name
