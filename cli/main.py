@@ -26,6 +26,7 @@ from repofs_cli import (
     cmd_read,
     cmd_replicate,
     cmd_restore,
+    cmd_s3policy,
     cmd_serve,
     output,
 )
@@ -59,7 +60,7 @@ def cli() -> None:
 
 
 for module in (cmd_init, cmd_create, cmd_read, cmd_restore, cmd_mount, cmd_serve,
-               cmd_check, cmd_key, cmd_forget, cmd_prune, cmd_replicate):
+               cmd_check, cmd_key, cmd_forget, cmd_prune, cmd_replicate, cmd_s3policy):
     for command in module.COMMANDS:
         cli.add_command(command)
 

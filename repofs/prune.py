@@ -27,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from repofs import gc, signed, spec
-from repofs.adminstore import AdminStore
+from repofs.adminstore import DeletingStore
 from repofs.compression import Codec
 from repofs.errors import IntegrityError, NeedsDirectAccess, NotPermitted
 from repofs.index import Location
@@ -65,9 +65,10 @@ class Pruner:
         if repo.keys.admin is None:
             raise NotPermitted(f"this key cannot prune: it is a {repo.keys.capability} key, "
                                "and only an admin key may")
-        if not isinstance(repo.store, AdminStore):
+        if not callable(getattr(repo.store, "delete", None)):  # an AdminStore, AdminS3Store
             raise NeedsDirectAccess("prune needs direct access to the repository's files")
-        self.repo, self.store = repo, repo.store
+        self.repo = repo
+        self.store: DeletingStore = repo.store  # type: ignore[assignment]
         self.grace_ns, self.dry_run = grace_ns, dry_run
         self.now_ns = time.time_ns() if now_ns is None else now_ns
         self.progress = progress or (lambda _m: None)

@@ -22,6 +22,7 @@ profile REPOFS_S3_ADMIN_PROFILE names (for the commands that delete). Never the 
 from __future__ import annotations
 
 import base64
+import errno
 import hashlib
 import os
 import re
@@ -30,7 +31,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 from urllib.parse import urlsplit
 
 import boto3
@@ -159,7 +160,7 @@ class S3Store:
 
     # -- open / create --------------------------------------------------------------------
     @classmethod
-    def open(cls, loc: S3Location, admin: bool = False) -> S3Store:
+    def open(cls, loc: S3Location, admin: bool = False) -> Self:
         store = cls(loc, admin)
         store.read_config()  # RepositoryNotFound if there is none
         return store
@@ -235,6 +236,7 @@ class S3Store:
         try:
             self._s3.put_object(
                 Bucket=self.location.bucket, Key=key, Body=body, IfNoneMatch="*",
+                ACL="bucket-owner-full-control",  # the admin owns what writers put
                 ContentMD5=_md5(body), **kw)
         except botocore.exceptions.ClientError as e:
             if _status(e) == 412 or _code(e) == "PreconditionFailed":
@@ -263,13 +265,16 @@ class S3Store:
                 self._versioned = True  # cannot tell: look at versions, to be safe
         return self._versioned
 
-    def _versions(self, key: str) -> list[dict[str, Any]]:
-        """Every version of one key, newest first (S3 lists them so)."""
+    def _versions(self, key: str, markers: bool = False) -> list[dict[str, Any]]:
+        """Every version of one key, newest first (S3 lists them so); ``markers``: delete
+        markers too."""
         out: list[dict[str, Any]] = []
         kw: dict[str, Any] = {"Bucket": self.location.bucket, "Prefix": key}
         while True:
             got = self._call(self._s3.list_object_versions, f"list versions of {key}", **kw)
             out += [v for v in got.get("Versions", []) if v.get("Key") == key]
+            if markers:
+                out += [v for v in got.get("DeleteMarkers", []) if v.get("Key") == key]
             if not got.get("IsTruncated"):
                 return out
             kw["KeyMarker"] = got.get("NextKeyMarker")
@@ -407,6 +412,43 @@ class S3Store:
             raise RepositoryNotFound(f"no repofs repository at {self.location}") from None
 
 
+class AdminS3Store(S3Store):
+    """``S3Store`` with delete, for prune and ``key remove`` with the admin's credentials."""
+
+    def delete(self, namespace: str, name: str) -> bool:
+        """Remove every version of one object (a delete marker would free nothing); False
+        if there was none. An object still under Object Lock raises PermissionError."""
+        key = self._key(namespace, name)
+        with self._lock:
+            self._pins.pop(key, None)
+        if not self._is_versioned():
+            if not self.exists(namespace, name):
+                return False
+            self._delete(key, None)
+            return True
+        versions = self._versions(key, markers=True)
+        for v in versions:
+            self._delete(key, str(v["VersionId"]))
+        return bool(versions)
+
+    def _delete(self, key: str, version: str | None) -> None:
+        kw = {"VersionId": version} if version else {}
+        try:
+            self._s3.delete_object(Bucket=self.location.bucket, Key=key, **kw)
+        except botocore.exceptions.ClientError as e:
+            if _code(e) == "AccessDenied" and version:
+                raise PermissionError(errno.EPERM, "the object is locked (S3 Object Lock) "
+                                      "or the credentials may not delete (set "
+                                      f"{ADMIN_PROFILE_ENV})", key) from None
+            self._call(_raise(e), f"delete {key}")
+
+    def mtime_ns(self, namespace: str, name: str) -> int:
+        """When an object was written (its current version's Last-Modified)."""
+        head = self._call(self._s3.head_object, f"head {namespace}/{name}",
+                          Bucket=self.location.bucket, Key=self._key(namespace, name))
+        return int(head["LastModified"].timestamp() * 1e9)
+
+
 def _md5(body: bytes) -> str:
     """Content-MD5: a transfer checksum S3 requires on lock buckets, not a security hash
     (names, BLAKE3, are what readers verify)."""
@@ -419,4 +461,4 @@ def _raise(e: Exception) -> Callable[..., Any]:
     return again
 
 
-__all__ = ["ADMIN_PROFILE_ENV", "S3Location", "S3Store", "is_s3", "parse_url"]
+__all__ = ["ADMIN_PROFILE_ENV", "AdminS3Store", "S3Location", "S3Store", "is_s3", "parse_url"]
