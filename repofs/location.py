@@ -50,6 +50,16 @@ def open_store(location: RepoLocation, admin: bool = False) -> WriterStore:
     return LocalStore.open(Path(location).absolute())
 
 
+def set_object_lock(location: RepoLocation, days: int, governance: bool = False) -> None:
+    """Make every object written to an s3:// location from now on locked for ``days`` (the
+    bucket's default Object Lock retention: set with the admin's credentials, once)."""
+    if not is_s3(location):
+        raise RepositoryNotFound("Object Lock needs an s3:// repository location")
+    from repofs import s3store
+    store = s3store.S3Store(s3store.parse_url(str(location)))
+    store.set_lock_rule("GOVERNANCE" if governance else "COMPLIANCE", days)
+
+
 def create_store(location: RepoLocation, config: bytes) -> WriterStore:
     """A new repository at ``location`` (an empty or missing directory), holding ``config``."""
     if is_s3(location):
@@ -60,4 +70,5 @@ def create_store(location: RepoLocation, config: bytes) -> WriterStore:
     return LocalStore.create(Path(location).absolute(), config)
 
 
-__all__ = ["RepoLocation", "create_store", "is_remote", "is_s3", "open_store"]
+__all__ = ["RepoLocation", "create_store", "is_remote", "is_s3", "open_store",
+           "set_object_lock"]

@@ -31,6 +31,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Self
 from urllib.parse import urlsplit
 
@@ -155,8 +156,8 @@ class S3Store:
         self._versioned: bool | None = None
         self.overwrite: Overwrite | None = None  # told of each overwritten object found
         self.overwritten: dict[str, str] = {}  # "ns/name" -> the version that verifies
-        self.lock_days = 0  # object lock: retain every new object this many days
-        self.lock_mode = "COMPLIANCE"
+        self._lock_rule: tuple[str, int] | None = None  # bucket default retention
+        self._lock_read = False
 
     # -- open / create --------------------------------------------------------------------
     @classmethod
@@ -227,12 +228,11 @@ class S3Store:
         raise AssertionError("unreachable")
 
     def _create(self, key: str, data: bytes | memoryview) -> bool:
-        """PutObject if no object has the key; False if the server says one has (412)."""
+        """PutObject if no object has the key; False if the server says one has (412).
+        In a bucket with a default Object Lock retention, HEAD checks the server applied it
+        (no lock headers are sent: the writer needs no right to set retention)."""
         body = bytes(data)
         kw: dict[str, Any] = {}
-        if self.lock_days:
-            kw["ObjectLockMode"] = self.lock_mode
-            kw["ObjectLockRetainUntilDate"] = time.time() + self.lock_days * 86400
         try:
             self._s3.put_object(
                 Bucket=self.location.bucket, Key=key, Body=body, IfNoneMatch="*",
@@ -244,17 +244,46 @@ class S3Store:
             self._call(_raise(e), f"put {key}")
         except botocore.exceptions.BotoCoreError as e:
             raise RemoteError(f"{self.location}: put {key}: {e}") from None
-        if self.lock_days:
-            self._check_lock(key)
+        rule = self.lock_rule()
+        if rule is not None:
+            self._check_lock(key, *rule)
         return True
 
-    def _check_lock(self, key: str) -> None:
-        """The server must have kept the lock we asked for (some drop lock headers)."""
+    def lock_rule(self) -> tuple[str, int] | None:
+        """The bucket's default Object Lock retention (mode, days), or None."""
+        if not self._lock_read:
+            try:
+                got = self._s3.get_object_lock_configuration(Bucket=self.location.bucket)
+                conf = got.get("ObjectLockConfiguration", {})
+                rule = conf.get("Rule", {}).get("DefaultRetention", {})
+                days = int(rule.get("Days", 0)) or 365 * int(rule.get("Years", 0))
+                self._lock_rule = (str(rule["Mode"]), days) if days and rule.get("Mode") \
+                    else None
+            except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError):
+                self._lock_rule = None  # no lock configuration (or may not read it)
+            self._lock_read = True
+        return self._lock_rule
+
+    def _check_lock(self, key: str, mode: str, days: int) -> None:
+        """The new object must be locked as the bucket's rule says, for (nearly) ``days``."""
         head = self._call(self._s3.head_object, f"head {key}", Bucket=self.location.bucket,
                           Key=key)
-        if head.get("ObjectLockMode") != self.lock_mode:
-            raise RemoteError(f"{self.location}: the server did not lock {key} "
-                              f"({self.lock_mode}): is Object Lock enabled on the bucket?")
+        until = head.get("ObjectLockRetainUntilDate")
+        if head.get("ObjectLockMode") != mode or until is None or \
+                until.timestamp() < time.time() + days * 86400 - 3600:
+            raise RemoteError(f"{self.location}: the server did not lock {key} ({mode} for "
+                              f"{days} days) as the bucket's default retention says")
+
+    def set_lock_rule(self, mode: str, days: int) -> None:
+        """Make every new object locked for ``days`` (bucket default retention; admin)."""
+        self._call(self._s3.put_object_lock_configuration, "set the Object Lock retention",
+                   Bucket=self.location.bucket, ObjectLockConfiguration={
+                       "ObjectLockEnabled": "Enabled",
+                       "Rule": {"DefaultRetention": {"Mode": mode, "Days": days}}})
+        self._lock_read = False
+        if self.lock_rule() != (mode, days):
+            raise RemoteError(f"{self.location}: the bucket did not take the Object Lock "
+                              "retention (is Object Lock enabled on it?)")
 
     def _is_versioned(self) -> bool:
         if self._versioned is None:
@@ -436,11 +465,49 @@ class AdminS3Store(S3Store):
         try:
             self._s3.delete_object(Bucket=self.location.bucket, Key=key, **kw)
         except botocore.exceptions.ClientError as e:
-            if _code(e) == "AccessDenied" and version:
-                raise PermissionError(errno.EPERM, "the object is locked (S3 Object Lock) "
-                                      "or the credentials may not delete (set "
-                                      f"{ADMIN_PROFILE_ENV})", key) from None
+            if _code(e) == "AccessDenied" and version and self._locked(key, version):
+                raise PermissionError(errno.EPERM, "the object is locked (S3 Object Lock)",
+                                      key) from None
+            if _code(e) == "AccessDenied":
+                raise RemoteError(f"{self.location}: these credentials may not delete {key} "
+                                  f"(the admin's profile: {ADMIN_PROFILE_ENV})") from None
             self._call(_raise(e), f"delete {key}")
+
+    def _locked(self, key: str, version: str) -> bool:
+        """Whether Object Lock (retention or legal hold) holds this version now."""
+        head = self._call(self._s3.head_object, f"head {key}", Bucket=self.location.bucket,
+                          Key=key, VersionId=version)
+        until = head.get("ObjectLockRetainUntilDate")
+        return head.get("ObjectLockLegalHoldStatus") == "ON" or (
+            until is not None and until.timestamp() > time.time())
+
+    def extend_lock(self, namespace: str, name: str) -> bool:
+        """Lock the current version of an object for the bucket's retention days from now,
+        unless it is locked nearly that long already; True if it was extended.
+        ``namespace`` ``config`` (with any name) is the repository's config."""
+        if namespace == CONFIG_NAME:
+            key, vid = self._key_config(), None
+            if self._is_versioned():
+                versions = self._versions(key)
+                vid = str(versions[-1]["VersionId"]) if versions else None
+        else:
+            key, vid = self._key(namespace, name), self._pin(namespace, name)[0]
+        rule = self.lock_rule()
+        if rule is None:
+            return False
+        mode, days = rule
+        kw = {"VersionId": vid} if vid else {}
+        head = self._call(self._s3.head_object, f"head {key}", Bucket=self.location.bucket,
+                          Key=key, **kw)
+        until = time.time() + days * 86400
+        held = head.get("ObjectLockRetainUntilDate")
+        if held is not None and held.timestamp() >= until - min(86400, days * 8640):
+            return False  # renewed lately (within a tenth of DAYS, at most a day)
+        self._call(self._s3.put_object_retention, f"lock {key}",
+                   Bucket=self.location.bucket, Key=key, **kw,
+                   Retention={"Mode": mode, "RetainUntilDate": datetime.fromtimestamp(
+                       until, UTC)})
+        return True
 
     def mtime_ns(self, namespace: str, name: str) -> int:
         """When an object was written (its current version's Last-Modified)."""
