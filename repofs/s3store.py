@@ -123,8 +123,12 @@ def _client(loc: S3Location, admin: bool) -> Any:
         session = boto3.session.Session(profile_name=profile or None)
     except botocore.exceptions.BotoCoreError as e:
         raise RemoteError(f"{loc}: {e}") from None
+    try:  # AWS_MAX_ATTEMPTS: botocore's own variable, which an explicit config hides
+        attempts = max(1, min(int(os.environ.get("AWS_MAX_ATTEMPTS") or 6), 20))
+    except ValueError:
+        attempts = 6
     config = botocore.config.Config(
-        retries={"mode": "standard", "max_attempts": 6},
+        retries={"mode": "standard", "max_attempts": attempts},
         connect_timeout=10, read_timeout=60, max_pool_connections=32,
         s3={"addressing_style": "path"}, signature_version="s3v4",
         request_checksum_calculation="when_required",
@@ -173,7 +177,9 @@ class S3Store:
                           Prefix=loc.prefix, MaxKeys=1)
         if got.get("KeyCount", 0) or got.get("Contents"):
             raise RepositoryExists(f"{loc} is not empty")
-        if not store._create(store._key_config(), config):
+        if not store._create(store._key_config(), config) and store.read_config() != config:
+            # (the same bytes: our own put, whose answer was lost and which was retried;
+            # a config holds a random id, so nobody else's is equal)
             raise RepositoryExists(f"{loc} already holds a repository")
         return store
 
