@@ -9,6 +9,7 @@ the version that matches the name, restores byte for byte and names the overwrit
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from repofs import spec
 from repofs.errors import ObjectExists, RepositoryExists
 from repofs.s3store import S3Store, parse_url
 
-from ..integration.harness import Cli, assert_same_tree, under
+from ..integration.harness import REPOFS, Cli, assert_same_tree, under
 from .ceph import Ceph
 from .conftest import client, s3_cli
 
@@ -56,6 +57,15 @@ def test_roundtrip_in_an_unversioned_bucket(ceph: Ceph, plain_bucket: str,
     cli.run("restore", "latest", "-t", str(shm_dir / "out"))
     assert_same_tree(src, under(shm_dir / "out", src))
     assert "no problems found" in cli.run("check", "--read-data").text
+    mnt = shm_dir / "mnt"
+    mnt.mkdir()
+    cli.run("mount", str(mnt))  # ranged reads over s3://, in the mount daemon
+    try:
+        big = mnt / "snapshots" / "latest" / str(src / "big").lstrip("/")
+        assert big.read_bytes() == (src / "big").read_bytes()
+        assert sorted(os.listdir(big.parent / "sub")) == sorted(os.listdir(src / "sub"))
+    finally:
+        subprocess.run([REPOFS, "umount", str(mnt)], check=True, capture_output=True)
     # the server refuses a second object under a name (If-None-Match: *)
     s3 = client(ceph)
     pack = next(k for k in keys_in(s3, plain_bucket, "repo/data/"))
