@@ -81,3 +81,12 @@ def test_writer_cannot_delete_and_admin_prunes(ceph: Ceph, lock_bucket: str,
     assert not left.get("Versions") and not left.get("DeleteMarkers")
     assert set(keys_in(admin, lock_bucket, "repo/snapshots/")) == snaps - {gone}
     assert "no problems found" in cli.run("check", "--read-data").text
+
+    # key add with the writer's credentials; key remove only with the admin's
+    added = cli.run("key", "add", "--write-only", "--json",
+                    env={"REPOFS_NEW_PASSPHRASE": "write only"}).json()
+    name = added["key"]  # type: ignore[call-overload,index]
+    r = cli.run("key", "remove", name[:8], env={"REPOFS_ADMIN_PASSPHRASE": ADMIN}, expect=2)
+    assert "may not delete" in r.err, r.err
+    cli.run("key", "remove", name[:8], env=admin_env)
+    assert name not in {k["name"] for k in cli.run("key", "list", "--json").json()}  # type: ignore[union-attr]
