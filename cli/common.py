@@ -63,7 +63,8 @@ def repo_option(f: F) -> F:
     )(f)
     return click.option(
         "-r", "--repo", "repo", envvar="REPOFS_REPO", required=True, type=Location(),
-        help="Repository: a path or ssh://[user@]host[:port]/path (default: $REPOFS_REPO).",
+        help="Repository: a path, ssh://[user@]host[:port]/path or "
+             "s3://host[:port]/bucket[/prefix] (default: $REPOFS_REPO).",
     )(f)
 
 

@@ -222,9 +222,11 @@ class S3Store:
         """GET (whole or a range) and read the body, retrying a body cut off mid-way."""
         for attempt in range(_BODY_RETRIES):
             got = self._call(self._s3.get_object, what, Bucket=self.location.bucket, **kw)
-            if int(got.get("ContentLength", 0)) > limit:
+            size = int(got.get("ContentLength", 0))
+            if size > limit:  # sizes checked before anything is read into memory
                 got["Body"].close()
-                raise IntegrityError("object", what, "larger than any repofs writes")
+                raise IntegrityError("object", what, f"the server answered {size} bytes, "
+                                     f"more than the {limit} asked for")
             try:
                 return bytes(got["Body"].read())
             except (botocore.exceptions.BotoCoreError, OSError) as e:
