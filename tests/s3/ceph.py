@@ -119,6 +119,7 @@ rgw frontends = beast endpoint=127.0.0.1:{self.port} tcp_nodelay=1
 rgw enable usage log = false
 rgw lc debug interval = 10
 rgw thread pool size = 64
+rgw exit timeout secs = 1
 """)
         self._run("monmaptool", "--create", "--addv", "a", f"[v2:127.0.0.1:{self.mon_port}]",
                   "--fsid", fsid, str(b / "monmap"))
@@ -174,23 +175,21 @@ rgw thread pool size = 64
         return dict(json.loads(self._run("radosgw-admin", "user", "info", "--uid", uid)))
 
     def stop(self) -> None:
-        """End the daemons by the PIDs they wrote, all at once; wait for each, and kill
-        what has not exited after 8 s (memstore has nothing to flush)."""
-        pids = []
-        for name in self.daemons:
+        """End the daemons by the PIDs they wrote, gateway first, monitor last (a daemon
+        whose monitor is gone hangs on its way out); kill one that has not exited after
+        8 s (memstore has nothing to flush)."""
+        for name in reversed(self.daemons):
             try:
                 pid = int((self.base / "run" / f"ceph-{name}.pid").read_text().strip())
                 os.kill(pid, signal.SIGTERM)
-                pids.append(pid)
             except (OSError, ValueError):
                 continue
-        deadline = time.monotonic() + 8  # radosgw takes ~5 s to drain
-        for pid in pids:
+            deadline = time.monotonic() + 8  # radosgw: 1 s (rgw exit timeout secs)
             while _alive(pid):
                 if time.monotonic() > deadline:
                     os.kill(pid, signal.SIGKILL)
                     break
-                time.sleep(0.05)
+                time.sleep(0.02)
         self.daemons.clear()
 
 
