@@ -52,11 +52,12 @@ def open_store(location: RepoLocation, admin: bool = False) -> WriterStore:
 
 def set_object_lock(location: RepoLocation, days: int, governance: bool = False) -> None:
     """Make every object written to an s3:// location from now on locked for ``days`` (the
-    bucket's default Object Lock retention: set with the admin's credentials, once)."""
+    bucket's default Object Lock retention: set once, with the admin's credentials, from
+    the profile REPOFS_S3_ADMIN_PROFILE names if it is set)."""
     if not is_s3(location):
         raise RepositoryNotFound("Object Lock needs an s3:// repository location")
     from repofs import s3store
-    store = s3store.S3Store(s3store.parse_url(str(location)))
+    store = s3store.S3Store(s3store.parse_url(str(location)), admin=True)
     store.set_lock_rule("GOVERNANCE" if governance else "COMPLIANCE", days)
 
 
