@@ -20,7 +20,7 @@ def s3_policy(location: str, writers: tuple[str, ...]) -> None:
     """
     if not is_s3(location):
         raise click.UsageError("give an s3://HOST[:PORT]/BUCKET[/PREFIX] location")
-    from repofs.s3store import parse_url
+    from repofs.s3location import parse_url
     loc = parse_url(location)
     click.echo(render(writer_policy(loc.bucket, loc.prefix, list(writers))))
 

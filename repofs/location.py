@@ -12,6 +12,7 @@ import os
 import re
 from pathlib import Path
 
+from repofs import s3location
 from repofs.errors import RepositoryNotFound
 from repofs.remote import SshStore, parse_url
 from repofs.store import LocalStore, WriterStore
@@ -25,8 +26,7 @@ def is_remote(location: RepoLocation) -> bool:
 
 
 def is_s3(location: RepoLocation) -> bool:
-    return isinstance(location, str) and location.split("://", 1)[0] in ("s3", "s3+http") \
-        and "://" in location
+    return isinstance(location, str) and s3location.is_s3(location)
 
 
 def _remote(location: str) -> str:
@@ -43,7 +43,7 @@ def open_store(location: RepoLocation, admin: bool = False) -> WriterStore:
     opened with the admin profile (REPOFS_S3_ADMIN_PROFILE)."""
     if is_s3(location):
         from repofs import s3store  # boto3 costs 0.1 s to import: only when used
-        return s3store.S3Store.open(s3store.parse_url(str(location)), admin=admin)
+        return s3store.S3Store.open(s3location.parse_url(str(location)), admin=admin)
     if is_remote(location):
         return SshStore.open(parse_url(_remote(str(location))))
     # absolute: a mount daemon changes to / after it starts
@@ -57,7 +57,7 @@ def set_object_lock(location: RepoLocation, days: int, governance: bool = False)
     if not is_s3(location):
         raise RepositoryNotFound("Object Lock needs an s3:// repository location")
     from repofs import s3store
-    store = s3store.S3Store(s3store.parse_url(str(location)), admin=True)
+    store = s3store.S3Store(s3location.parse_url(str(location)), admin=True)
     store.set_lock_rule("GOVERNANCE" if governance else "COMPLIANCE", days)
 
 
@@ -65,7 +65,7 @@ def create_store(location: RepoLocation, config: bytes) -> WriterStore:
     """A new repository at ``location`` (an empty or missing directory), holding ``config``."""
     if is_s3(location):
         from repofs import s3store
-        return s3store.S3Store.create(s3store.parse_url(str(location)), config)
+        return s3store.S3Store.create(s3location.parse_url(str(location)), config)
     if is_remote(location):
         return SshStore.create(parse_url(_remote(str(location))), config)
     return LocalStore.create(Path(location).absolute(), config)

@@ -6,7 +6,7 @@ import pytest
 
 from repofs.errors import RepositoryNotFound
 from repofs.location import is_remote, is_s3
-from repofs.s3store import S3Location, parse_url
+from repofs.s3location import S3Location, parse_url
 
 
 @pytest.mark.parametrize(("url", "want"), [
