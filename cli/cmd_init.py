@@ -9,13 +9,19 @@ from repofs_cli import output, passphrase
 from repofs_cli.common import json_option, repo_option
 
 from repofs import audit, keyring, keys
+from repofs.location import is_s3, set_object_lock
 from repofs.repository import Repository
 
 
 @click.command("init")
 @repo_option
+@click.option("--object-lock", "lock_days", type=click.IntRange(1, 36500), metavar="DAYS",
+              help="s3:// only: lock every object for DAYS from its creation (the bucket's "
+                   "default Object Lock retention; needs the admin's S3 credentials).")
+@click.option("--governance", is_flag=True,
+              help="With --object-lock: GOVERNANCE mode instead of COMPLIANCE.")
 @json_option
-def init(repo: Path, as_json: bool) -> None:
+def init(repo: Path, lock_days: int | None, governance: bool, as_json: bool) -> None:
     """Create a new, empty, encrypted repository at --repo.
 
     Writes a full key file under the passphrase and, if an admin passphrase is
@@ -27,6 +33,12 @@ def init(repo: Path, as_json: bool) -> None:
     if admin is not None and admin == secret:
         raise click.UsageError("the admin passphrase must differ from the passphrase: "
                                "backup hosts hold the passphrase, and must not hold admin")
+    if governance and lock_days is None:
+        raise click.UsageError("--governance goes with --object-lock DAYS")
+    if lock_days is not None:
+        if not is_s3(str(repo)):
+            raise click.UsageError("--object-lock needs an s3:// repository")
+        set_object_lock(str(repo), lock_days, governance)  # before the first object
     r = Repository.init(repo, secret, admin_passphrase=admin)
     admin_key = next((k.name for k in keyring.list_keys(r)
                       if k.info is not None and k.info.capability == keys.CAP_ADMIN), None)

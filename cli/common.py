@@ -28,7 +28,7 @@ class RemoteRepo(str):
         return self
 
 
-class _Location(click.ParamType):
+class Location(click.ParamType):
     """A repository path (as a Path), or an ssh:// URL kept as text (a Path would fold '//')."""
 
     name = "REPOSITORY"
@@ -76,8 +76,9 @@ def repo_option(f: F) -> F:
         help="ssh command, or options for ssh, for ssh:// repositories (default: $REPOFS_SSH).",
     )(f)
     return click.option(
-        "-r", "--repo", "repo", envvar="REPOFS_REPO", required=True, type=_Location(),
-        help="Repository: a path or ssh://[user@]host[:port]/path (default: $REPOFS_REPO).",
+        "-r", "--repo", "repo", envvar="REPOFS_REPO", required=True, type=Location(),
+        help="Repository: a path, ssh://[user@]host[:port]/path or "
+             "s3://host[:port]/bucket[/prefix] (default: $REPOFS_REPO).",
     )(f)
 
 

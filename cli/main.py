@@ -26,7 +26,9 @@ from repofs_cli import (
     cmd_prune,
     cmd_read,
     cmd_repair,
+    cmd_replicate,
     cmd_restore,
+    cmd_s3policy,
     cmd_serve,
     output,
 )
@@ -60,7 +62,8 @@ def cli() -> None:
 
 
 for module in (cmd_init, cmd_create, cmd_read, cmd_restore, cmd_mount, cmd_serve,
-               cmd_check, cmd_repair, cmd_key, cmd_forget, cmd_prune, cmd_inspect):
+               cmd_check, cmd_repair, cmd_key, cmd_forget, cmd_prune, cmd_inspect,
+               cmd_replicate, cmd_s3policy):
     for command in module.COMMANDS:
         cli.add_command(command)
 

@@ -3,9 +3,11 @@
 Why a class of its own: the writer interface (``store.WriterStore``, and so
 ``repofs serve``) has no delete, and that absence is what makes a repository
 append-only against a compromised client. Deleting needs this class, and this
-class needs the repository's own file system: it refuses every remote
-location, so an admin runs prune on the storage host, where a backup client's
-credentials do not reach.
+class needs the repository's own file system: it refuses ssh:// locations, so
+an admin runs prune on the storage host, where a backup client's credentials do
+not reach. An s3:// repository is deleted from with the admin's own S3
+credentials (REPOFS_S3_ADMIN_PROFILE, ``s3store.AdminS3Store``), which a bucket
+policy lets delete and the writers' do not (``repofs s3-policy``).
 """
 
 from __future__ import annotations
@@ -13,10 +15,19 @@ from __future__ import annotations
 import errno
 import os
 from pathlib import Path
+from typing import Protocol
 
 from repofs.errors import NeedsDirectAccess
-from repofs.location import RepoLocation, is_remote
-from repofs.store import LocalStore
+from repofs.location import RepoLocation, is_remote, is_s3
+from repofs.store import LocalStore, WriterStore
+
+
+class DeletingStore(WriterStore, Protocol):
+    """The writer interface plus delete: what prune and ``key remove`` work on."""
+
+    def delete(self, namespace: str, name: str) -> bool: ...
+
+    def mtime_ns(self, namespace: str, name: str) -> int: ...
 
 
 class AdminStore(LocalStore):
@@ -50,8 +61,12 @@ class AdminStore(LocalStore):
         return os.lstat(self.path(namespace, name)).st_mtime_ns
 
 
-def open_admin_store(location: RepoLocation, what: str) -> AdminStore:
-    """The deleting store of a local repository; ``what`` names the command for the error."""
+def open_admin_store(location: RepoLocation, what: str) -> DeletingStore:
+    """The deleting store of a local or s3:// repository; ``what`` names the command for
+    the error."""
+    if is_s3(location):
+        from repofs import s3store
+        return s3store.AdminS3Store.open(s3store.parse_url(str(location)), admin=True)
     if is_remote(location):
         raise NeedsDirectAccess(f"{what} needs direct access to the repository's files: run "
                                 "it on the storage host with the repository's path (repofs "
@@ -62,4 +77,4 @@ def open_admin_store(location: RepoLocation, what: str) -> AdminStore:
     return store
 
 
-__all__ = ["AdminStore", "open_admin_store"]
+__all__ = ["AdminStore", "DeletingStore", "open_admin_store"]

@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from repofs import crypto, keys, spec
-from repofs.adminstore import AdminStore
+from repofs.adminstore import DeletingStore
 from repofs.errors import BadKeyFile, IntegrityError, KeyError_, NotPermitted
 from repofs.repository import Repository
 
@@ -96,7 +96,7 @@ def passwd(repo: Repository, passphrase: bytes, kdf: dict[str, int] | None = Non
     return add(repo, passphrase, repo.keys.capability, kdf)
 
 
-def remove(repo: Repository, store: AdminStore, name: str) -> None:
+def remove(repo: Repository, store: DeletingStore, name: str) -> None:
     """Delete a key file: admin key and direct storage access only."""
     if repo.keys.capability != keys.CAP_ADMIN:
         raise NotPermitted(f"this key cannot remove key files: it is a {repo.keys.capability} "

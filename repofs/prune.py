@@ -27,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from repofs import gc, signed, spec
-from repofs.adminstore import AdminStore
+from repofs.adminstore import DeletingStore
 from repofs.compression import Codec
 from repofs.errors import IntegrityError, NeedsDirectAccess, NotPermitted
 from repofs.index import Location
@@ -65,13 +65,15 @@ class Pruner:
         if repo.keys.admin is None:
             raise NotPermitted(f"this key cannot prune: it is a {repo.keys.capability} key, "
                                "and only an admin key may")
-        if not isinstance(repo.store, AdminStore):
+        if not callable(getattr(repo.store, "delete", None)):  # an AdminStore, AdminS3Store
             raise NeedsDirectAccess("prune needs direct access to the repository's files")
-        self.repo, self.store = repo, repo.store
+        self.repo = repo
+        self.store: DeletingStore = repo.store  # type: ignore[assignment]
         self.grace_ns, self.dry_run = grace_ns, dry_run
         self.now_ns = time.time_ns() if now_ns is None else now_ns
         self.progress = progress or (lambda _m: None)
         self.report = PruneReport()
+        self.locked = 0  # objects S3 Object Lock kept from being deleted
 
     def run(self) -> PruneReport:
         removed = self.repo.snapshots.removed()
@@ -81,7 +83,27 @@ class Pruner:
         self._cycle(live, removed)
         if self.grace_ns == 0 and self.report.condemn_record and not self.dry_run:
             self._cycle(live, removed)  # no grace: what was just condemned goes at once
+        if self.locked:
+            self.report.notes.append(
+                f"{self.locked} objects could not be deleted yet: their Object Lock has not "
+                "expired (a later prune deletes them)")
+        self._extend_locks()
         return self.report
+
+    def _extend_locks(self) -> None:
+        """s3:// with Object Lock: renew the lock of every object kept (all but what this
+        run condemned), so no kept snapshot can be deleted until DAYS after this run."""
+        extend = getattr(self.store, "extend_lock", None)
+        if extend is None or self.dry_run:
+            return
+        going = set(self.report.condemned_packs) | set(self.report.condemned_segments)
+        count = int(bool(extend(spec.CONFIG_NAME, "")))
+        for ns in spec.NAMESPACES:
+            for name in sorted(set(self.store.list(ns)) - going):
+                self.progress(f"renewing Object Lock: {count}")
+                count += bool(extend(ns, name))
+        if count:
+            self.report.notes.append(f"renewed the Object Lock of {count} objects")
 
     def _cycle(self, live: set[gc.BlobKey], removed: frozenset[str]) -> None:
         records = signed.read_condemnations(self.store, self.repo.keys)
@@ -96,9 +118,18 @@ class Pruner:
         self._mark(live, {p for r in records.records for p in r.packs},
                    {s for r in records.records for s in r.segments})
 
-    def _delete(self, ns: str, name: str) -> None:
+    def _delete(self, ns: str, name: str) -> bool:
+        """Delete one object; False if S3 Object Lock still holds it (counted, and left for
+        a later run: its condemn or removal record stays)."""
         if not self.dry_run:
-            self.store.delete(ns, name)
+            try:
+                self.store.delete(ns, name)
+            except PermissionError:
+                if not hasattr(self.store, "extend_lock"):
+                    raise  # a local immutable file: the admin must clear it first
+                self.locked += 1
+                return False
+        return True
 
     # -- what is kept --------------------------------------------------------------------
     def _kept_snapshots(self, removed: frozenset[str]) -> list[Snapshot]:
@@ -141,9 +172,10 @@ class Pruner:
                     self.report.reprieved.append(pack)
         for pack in sorted(going):
             self.progress(f"deleting pack {pack[:8]}")
-            self.report.bytes_deleted += self.store.size(spec.NS_DATA, pack)
-            self._delete(spec.NS_DATA, pack)
-            self.report.deleted_packs.append(pack)
+            size = self.store.size(spec.NS_DATA, pack)
+            if self._delete(spec.NS_DATA, pack):
+                self.report.bytes_deleted += size
+                self.report.deleted_packs.append(pack)
         left = present - going
         segs = {s for s in due_segments if s in view.segments}
         changed = True
@@ -156,11 +188,11 @@ class Pruner:
                     segs.discard(s)
                     changed = True
         for s in sorted(segs):
-            self._delete(spec.NS_INDEX, s)
-            self.report.deleted_segments.append(s)
+            if self._delete(spec.NS_INDEX, s):
+                self.report.deleted_segments.append(s)
         for name in sorted(set(self.store.list(spec.NS_SNAPSHOTS)) & removed):
-            self._delete(spec.NS_SNAPSHOTS, name)
-            self.report.deleted_snapshots.append(name)
+            if self._delete(spec.NS_SNAPSHOTS, name):
+                self.report.deleted_snapshots.append(name)
 
     # -- phase 2: mark -------------------------------------------------------------------
     def _mark(self, live: set[gc.BlobKey], condemned: set[str], condemned_segs: set[str]) -> None:

@@ -82,6 +82,9 @@ class Repository:
         self._recovery: recovery.Recovery | None = None  # blobs located from packs (recovery)
         self._recover_lock = threading.Lock()
         self.snapshots = SnapshotLog(self)
+        if hasattr(store, "overwrite"):  # s3://: an object overwritten in the bucket
+            store.overwrite = lambda e: self.damage.report(
+                e, "the version that matches its name was read")
 
     # -- open / init ------------------------------------------------------------------
     @classmethod

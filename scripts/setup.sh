@@ -9,7 +9,7 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
 packages=(python3 python3-venv python3-dev gcc pkg-config fuse3 libfuse3-dev
           rsync acl attr e2fsprogs util-linux openssh-server openssh-client
-          go-md2man mandoc)
+          go-md2man mandoc ceph-mon ceph-osd radosgw ceph-common)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

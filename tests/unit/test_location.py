@@ -60,5 +60,7 @@ def test_store_choice(shm_dir: Path) -> None:
     LocalStore.create(shm_dir / "r", b"config")
     assert isinstance(open_store(shm_dir / "r"), LocalStore)
     assert isinstance(open_store(str(shm_dir / "r")), LocalStore)
-    with pytest.raises(RepositoryNotFound, match="s3:// are not supported"):
-        open_store("s3://bucket/x")
+    with pytest.raises(RepositoryNotFound, match="ftp:// are not supported"):
+        open_store("ftp://host/x")
+    with pytest.raises(RepositoryNotFound, match="invalid bucket name"):
+        open_store("s3://bucket/x")  # s3://HOST/BUCKET: "x" is no bucket name
