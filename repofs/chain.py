@@ -24,13 +24,12 @@ import datetime
 import json
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from repofs.errors import IntegrityError, Rollback
+from repofs.errors import Rollback
 from repofs.model import Snapshot
-from repofs.snapshots import chain_errors, heads
 
 FUTURE_SLACK_NS = 3600 * 10**9  # clocks of writers and checker may differ this much
 STALE_SEQS = 2  # a fork this many seqs behind newer history is no race between writers
@@ -60,19 +59,22 @@ class HeadsRecord:
         except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError):
             return {}  # a damaged record protects nothing, but must not stop a restore
 
-    def save(self, snaps: Sequence[Snapshot]) -> None:
+    def save(self, seen: dict[str, tuple[int, int]]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         tmp = self.path.with_name(f".heads.{os.getpid()}.tmp")
         tmp.write_text(json.dumps({"v": 1, "heads": {
-            s.id: [s.head.seq, s.head.time_ns] for s in snaps}}, indent=1))
+            k: [seq, t] for k, (seq, t) in seen.items()}}, indent=1))
         tmp.replace(self.path)
 
 
 class HeadsGuard:
-    """``snapshots.ChainGuard`` for a client: refuse damage, gaps and rollbacks, remember heads.
+    """``snapshots.ChainGuard`` for a client: refuse rollbacks, remember heads.
 
-    With ``accept_rollback`` every refusal becomes a warning and the record is reset to
-    what the repository shows now, so the next run compares against that.
+    Damage is not a rollback: a head this client saw whose object is still there but does
+    not verify is named by the listing (repofs-format(5), DAMAGE) and stays in the record,
+    so that its disappearance later is still caught. With ``accept_rollback`` a refusal
+    becomes a warning and the record is reset to what the repository shows now, so the
+    next run compares against that.
     """
 
     def __init__(self, repo_id: str, accept_rollback: bool = False,
@@ -80,35 +82,40 @@ class HeadsGuard:
         self.record = HeadsRecord(repo_id)
         self.accept = accept_rollback
         self.warn = warn
+        self._damaged: dict[str, tuple[int, int]] = {}  # seen heads now present but damaged
 
     def rollbacks(self, snaps: Sequence[Snapshot],
-                  removed: frozenset[str] = frozenset()) -> list[Rollback]:
-        present = {s.id for s in snaps} | removed  # an admin's removal record explains a gap
+                  removed: Collection[str] = frozenset()) -> list[Rollback]:
+        """Heads this client saw that are gone; ``removed`` are explained (an admin's removal
+        record, or an object still there but damaged)."""
+        present = {s.id for s in snaps} | set(removed)
         return [Rollback("snapshot", sid, f"this client saw it as the newest (seq {seq}, "
                                           f"{_when(t)}) and it is gone: the repository was "
                                           "rolled back or the snapshot deleted "
                                           "(--accept-rollback goes on anyway)")
                 for sid, (seq, t) in sorted(self.record.load().items()) if sid not in present]
 
-    def verify(self, snaps: list[Snapshot], damaged: list[IntegrityError],
+    def verify(self, snaps: list[Snapshot], tips: list[Snapshot],
+               quarantined: Collection[str] = frozenset(),
                removed: frozenset[str] = frozenset()) -> list[Snapshot]:
-        problems = [*damaged, *chain_errors(snaps, removed), *self.rollbacks(snaps, removed)]
+        problems = self.rollbacks(snaps, removed | set(quarantined))
         if problems and not self.accept:
             raise problems[0]
         for p in problems:
             self.warn(f"ACCEPTED ({len(problems)} problems, --accept-rollback): {p}")
-        tips = heads(snaps)  # once: it walks every snapshot
-        self.remember([s for s in snaps if s.id in tips])
+        self._damaged = {k: v for k, v in self.record.load().items() if k in quarantined}
+        self.remember(tips)
         return snaps
 
     def committed(self, snap: Snapshot) -> None:
         self.remember([snap])  # its prev were every head: it is the only one now
 
     def remember(self, tips: list[Snapshot]) -> None:
-        if set(self.record.load()) == {s.id for s in tips}:
+        seen = {**self._damaged, **{s.id: (s.head.seq, s.head.time_ns) for s in tips}}
+        if set(self.record.load()) == set(seen):
             return
         try:
-            self.record.save(tips)
+            self.record.save(seen)
         except OSError as e:
             self.warn(f"cannot record the snapshots seen in {self.record.path}: {e.strerror}")
 

@@ -140,7 +140,7 @@ class Checker:
                     self.report.problems[idx].snapshots.add(s.id)
         self.report.counts["trees"] = len(self._tree_memo)
         if self.guard is not None and self.report.intact:
-            tips = heads(snaps)  # once: it walks every snapshot
+            tips = heads(snaps, signed.ghosts(self._removals))  # once: it walks every snapshot
             self.guard.remember([s for s in snaps if s.id in tips])
         return self.report
 
@@ -170,7 +170,7 @@ class Checker:
     def _signed_records(self) -> None:
         """Removal and condemn records: one that fails its signature is a plant (a writer
         cannot sign) or damage; readers ignore it, check names it."""
-        removals = self.repo.snapshots.removals()
+        removals = signed.read_removals(self.repo.store, self.repo.keys)  # named below
         condemned = signed.read_condemnations(self.repo.store, self.repo.keys)
         for name, e in sorted({**removals.bad, **condemned.bad}.items()):
             self.problem(e.kind, name, f"{e.detail} (ignored by every reader)")
@@ -214,11 +214,12 @@ class Checker:
                 self.problem("snapshot", f.snapshot, f.detail, snapshots=(f.snapshot,))
             else:
                 self.report.notes.append(Problem("snapshot", f.snapshot, f.detail))
-        if len(heads(snaps)) > 1:
-            self.report.notes.append(Problem("history", f"{len(heads(snaps))} heads",
+        tips = heads(snaps, signed.ghosts(self._removals))
+        if len(tips) > 1:
+            self.report.notes.append(Problem("history", f"{len(tips)} heads",
                                              "concurrent writers; the next create joins them"))
         if self.guard is not None:
-            for r in self.guard.rollbacks(snaps, removed):
+            for r in self.guard.rollbacks(snaps, removed | damaged):
                 self._from(r)
         return [s for s in snaps if s.body is not None]
 

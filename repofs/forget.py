@@ -28,13 +28,14 @@ from __future__ import annotations
 
 import datetime
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from repofs import chain, retention, signed, spec
 from repofs.errors import NotPermitted, SnapshotNotFound
 from repofs.model import Snapshot, SnapshotHead
 from repofs.repository import Repository
+from repofs.snapshots import Quarantined
 
 
 @dataclass(frozen=True)
@@ -104,15 +105,43 @@ def plan_policy(repo: Repository, policy: retention.Policy,
 
 
 def plan_ids(repo: Repository, refs: Sequence[str]) -> ForgetPlan:
-    """Remove exactly the snapshots named (full id, unique prefix or name)."""
+    """Remove exactly the snapshots named (full id, unique prefix or name), or objects in
+    snapshots/ that the listing left out (named by full id or unique prefix, as repofs check
+    names them): planted or damaged, they stop being reported and prune may delete them."""
     _admin(repo)
-    snaps = repo.snapshots.list()
-    chosen = [repo.snapshots.resolve(r, snaps) for r in refs]
-    if not chosen:
+    log = repo.snapshots
+    snaps = log.list()
+    remove: dict[str, SnapshotHead] = {}
+    verdicts = []
+    for ref in refs:
+        bad = _left_out(log.quarantined, snaps, ref)
+        if bad is not None:
+            remove[bad.id] = (bad.snapshot.head if bad.snapshot is not None
+                              else signed.unknown_head(bad.id))
+            verdicts.append(retention.Verdict(
+                bad.snapshot or Snapshot(bad.id, remove[bad.id], None), False,
+                (f"left out: {bad.error.detail}",)))
+            continue
+        s = log.resolve(ref, snaps)
+        remove[s.id] = s.head
+        verdicts.append(retention.Verdict(s, False, ("named",)))
+    if not remove:
         raise SnapshotNotFound("no snapshot named")
-    verdicts = tuple(retention.Verdict(s, False, ("named",)) for s in chosen)
-    return ForgetPlan([retention.Group(None, None, verdicts)],
-                      {s.id: s.head for s in chosen}, {}, explicit=True)
+    return ForgetPlan([retention.Group(None, None, tuple(verdicts))], remove, {},
+                      explicit=True)
+
+
+def _left_out(quarantined: Mapping[str, Quarantined], snaps: Sequence[Snapshot],
+              ref: str) -> Quarantined | None:
+    """The object left out of the listing that ``ref`` names: its full id, or a prefix of at
+    least 4 digits that names nothing else (else ``resolve`` says it is ambiguous)."""
+    ref = ref.lower()
+    if ref in quarantined:
+        return quarantined[ref]
+    if len(ref) < 4 or any(s.id.startswith(ref) for s in snaps):
+        return None
+    hits = [q for q in quarantined.values() if q.id.startswith(ref)]
+    return hits[0] if len(hits) == 1 else None
 
 
 def commit(repo: Repository, plan: ForgetPlan, now_ns: int | None = None) -> list[str]:

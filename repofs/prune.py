@@ -35,7 +35,6 @@ from repofs.model import Snapshot
 from repofs.pack import BlobEntry
 from repofs.repository import Repository
 from repofs.session import WriteSession
-from repofs.snapshots import chain_errors
 
 DEFAULT_GRACE_NS = 24 * 3600 * 10**9
 REPACK_BELOW = 0.5  # repack a pack when less than this share of its bytes is live
@@ -76,6 +75,15 @@ class Pruner:
     def run(self) -> PruneReport:
         removed = self.repo.snapshots.removed()
         kept = self._kept_snapshots(removed)
+        holes = self._holes()
+        if holes:
+            self.report.notes.append(
+                f"no data deleted or condemned: snapshot {holes[0]} "
+                f"{'and ' + str(len(holes) - 1) + ' more ' if len(holes) > 1 else ''}cannot "
+                "be read or is missing, so what data it needs is unknown; if it is lost for "
+                "good, forget it by this name (repofs forget ID) and prune again")
+            self._delete_forgotten(removed)
+            return self.report
         self.progress("finding live data")
         live = gc.live_blobs(self.repo, kept)
         self._cycle(live, removed)
@@ -84,11 +92,7 @@ class Pruner:
         return self.report
 
     def _cycle(self, live: set[gc.BlobKey], removed: frozenset[str]) -> None:
-        records = signed.read_condemnations(self.store, self.repo.keys)
-        for name, err in sorted(records.bad.items()):
-            note = f"ignored condemn record {name[:8]}: {err.detail}"
-            if note not in self.report.notes:
-                self.report.notes.append(note)
+        records = signed.read_condemnations(self.store, self.repo.keys, self.repo.damage)
         due = self.now_ns - self.grace_ns
         self._sweep(live, {p for r in records.records if r.time_ns <= due for p in r.packs},
                     {s for r in records.records if r.time_ns <= due for s in r.segments},
@@ -102,15 +106,20 @@ class Pruner:
 
     # -- what is kept --------------------------------------------------------------------
     def _kept_snapshots(self, removed: frozenset[str]) -> list[Snapshot]:
-        """Every snapshot not removed, read strictly: prune never decides around damage."""
-        snaps = []
-        for name in sorted(self.store.list(spec.NS_SNAPSHOTS)):
-            if name not in removed:
-                snaps.append(self.repo.snapshots.read(name))  # raises on damage
-        errors = chain_errors(snaps, removed)
-        if errors:
-            raise errors[0]
-        return snaps
+        """Every snapshot not removed whose tree can be known: the listed ones, and those left
+        out only for their place in the history (their data is kept until an admin forgets
+        them). An object that does not decode names no data; the listing reported it, and
+        prune goes on (repofs-format(5), DAMAGE): it can be forgotten by its name."""
+        log = self.repo.snapshots
+        snaps = log.list()
+        return [*snaps, *(q.snapshot for q in log.quarantined.values()
+                          if q.snapshot is not None and q.id not in removed)]
+
+    def _holes(self) -> list[str]:
+        """Snapshots whose data prune cannot know: objects that do not decode, and gaps."""
+        log = self.repo.snapshots
+        return sorted({q.id for q in log.quarantined.values() if q.snapshot is None}
+                      | log.gaps)
 
     # -- phase 1: sweep ------------------------------------------------------------------
     def _verified_elsewhere(self, key: gc.BlobKey, locs: list[Location],
@@ -158,9 +167,13 @@ class Pruner:
         for s in sorted(segs):
             self._delete(spec.NS_INDEX, s)
             self.report.deleted_segments.append(s)
+        self._delete_forgotten(removed)
+
+    def _delete_forgotten(self, removed: frozenset[str]) -> None:
         for name in sorted(set(self.store.list(spec.NS_SNAPSHOTS)) & removed):
-            self._delete(spec.NS_SNAPSHOTS, name)
-            self.report.deleted_snapshots.append(name)
+            if name not in self.report.deleted_snapshots:
+                self._delete(spec.NS_SNAPSHOTS, name)
+                self.report.deleted_snapshots.append(name)
 
     # -- phase 2: mark -------------------------------------------------------------------
     def _mark(self, live: set[gc.BlobKey], condemned: set[str], condemned_segs: set[str]) -> None:
