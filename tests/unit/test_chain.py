@@ -7,12 +7,13 @@ from pathlib import Path
 import pytest
 
 from repofs import crypto
-from repofs.chain import HeadsGuard, HeadsRecord, analyse
+from repofs.chain import HeadsGuard, HeadsRecord, analyse, counted_times
 from repofs.errors import Rollback
 from repofs.model import Snapshot, SnapshotHead
 from repofs.snapshots import heads
 
 HOUR = 3600 * 10**9
+DAY = 24 * HOUR
 T0 = 1_700_000_000 * 10**9
 
 
@@ -45,7 +46,7 @@ def test_findings() -> None:
         *LINEAR,
         snap(3, 5, (2,)),  # skips seqs
         snap(4, 3, (), T0),  # a root that claims seq 3
-        snap(5, 6, (3,), T0),  # backdated before 3
+        snap(5, 6, (3,), T0 - 8 * DAY),  # backdated, more than a create can run, before 3
         snap(6, 7, (5,), now + 2 * HOUR),  # in the future
         snap(7, 1, (0,), T0 + HOUR),  # a stale fork off 0 although 2 .. 7 exist
         snap(8, 1, (0,), T0 + HOUR),  # same place and time as 7
@@ -61,8 +62,51 @@ def test_findings() -> None:
 
 
 def test_concurrent_writers_are_no_problem() -> None:
-    forked = [*LINEAR, snap(3, 2, (1,), T0 + 2 * HOUR + 1), snap(4, 3, (2, 3))]
-    assert [f.problem for f in analyse(forked, now_ns=T0 + 10 * HOUR)] == [False]
+    forked = [*LINEAR, snap(3, 2, (1,), T0 + 2 * HOUR + 1)]
+    [fork] = analyse(forked, now_ns=T0 + 10 * HOUR)
+    assert not fork.problem and fork.snapshot == sid(1) and "the next create joins" in fork.detail
+    joined = [*forked, snap(4, 3, (2, 3))]
+    assert analyse(joined, now_ns=T0 + 10 * HOUR) == []  # joined: history, not news
+    later = [*joined, snap(5, 4, (4,)), snap(6, 5, (5,))]
+    assert analyse(later, now_ns=T0 + 10 * HOUR) == []
+
+
+def test_a_create_that_ran_while_another_committed_is_no_backdating() -> None:
+    """Two creates at once: A starts first, B commits first, A commits on top of B. A is
+    dated before its prev by the time it ran; only days of that are called backdated."""
+    a_started = T0 + 2 * HOUR - 30 * 10**9
+    b = snap(2, 2, (1,), T0 + 2 * HOUR)
+    a = snap(3, 3, (2,), a_started)
+    history = [*LINEAR[:2], b, a]
+    assert analyse(history, now_ns=T0 + 10 * HOUR) == []
+    long_run = [*LINEAR[:2], b, snap(3, 3, (2,), T0 + 2 * HOUR - 6 * DAY)]
+    assert analyse(long_run, now_ns=T0 + 10 * HOUR) == []
+    planted = [*LINEAR[:2], b, snap(3, 3, (2,), T0 + 2 * HOUR - 8 * DAY)]
+    [f] = analyse(planted, now_ns=T0 + 10 * HOUR)
+    assert f.code == "backdated" and f.snapshot == sid(3) and f.problem
+    # forget counts it at its prev's time: no earlier period can be taken by such a date
+    at = counted_times(history)
+    assert at[sid(3)] == b.head.time_ns - 1 and at[sid(1)] == LINEAR[1].head.time_ns
+    assert counted_times(history, ignore={sid(2)})[sid(3)] == a_started
+
+
+def test_a_gap_makes_no_stale_fork() -> None:
+    """0 <- 1 <- 2 <- 3 with 1 deleted: only the gap is wrong (the listing names it); 0 is
+    no stale fork because 2 and 3 may well follow it through 1."""
+    assert analyse([LINEAR[0], LINEAR[2], snap(3, 3, (2,))], now_ns=T0 + 10 * HOUR) == []
+    # a real stale fork is still named next to a gap
+    stale = snap(7, 1, (0,), T0 + HOUR + 7)
+    found = analyse([LINEAR[0], LINEAR[1], snap(3, 3, (2,)),
+                     snap(4, 2, (1,), T0 + 2 * HOUR + 5), snap(5, 3, (4,)), stale],
+                    now_ns=T0 + 10 * HOUR)
+    assert [(f.snapshot, f.code) for f in found if f.problem] == [(sid(7), "stale")]
+
+
+def test_a_forgotten_middle_snapshot_leaves_one_history() -> None:
+    """After forget removed 1 (its ghost kept): no fork, no stale 0, one head."""
+    snaps = [LINEAR[0], LINEAR[2]]
+    assert analyse(snaps, now_ns=T0 + 10 * HOUR, ghosts=[LINEAR[1]]) == []
+    assert heads(snaps, [LINEAR[1]]) == {sid(2)}
 
 
 def tips(snaps: list[Snapshot]) -> list[Snapshot]:
