@@ -24,9 +24,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from repofs import chain, crypto, signed, spec
+from repofs import chain, crypto, keys, signed, spec
 from repofs.envelope import HEADER_LEN, CannotRead
-from repofs.errors import IntegrityError
+from repofs.errors import BadKeyFile, IntegrityError
 from repofs.index import Location, decode_segment
 from repofs.model import DIR, FILE, Snapshot
 from repofs.pack import BlobEntry, open_blob, read_trailer
@@ -150,9 +150,14 @@ class Checker:
         self.report.counts[f"{kind}s"] = len(names)
         for name in names:
             try:
-                self.repo.get_verified(ns, name, kind)
+                data = self.repo.get_verified(ns, name, kind)
+                if ns == spec.NS_KEYS:  # stored under its hash, but no key file at all
+                    keys.describe(data, name)
             except IntegrityError as e:
                 self._from(e)
+            except BadKeyFile as e:
+                self.problem(kind, name, f"{str(e).removeprefix(f'{kind} {name} ')} "
+                                         "(planted or damaged; skipped by every reader)")
 
     def _load_index(self) -> None:
         names = sorted(self.repo.store.list(spec.NS_INDEX))

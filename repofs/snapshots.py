@@ -130,14 +130,15 @@ class SnapshotLog:
         accepted as missing from a prev (repofs-format(5), SIGNED RECORDS)."""
         return signed.removed_snapshots(self.removals())
 
-    def list(self) -> list[Snapshot]:
+    def list(self, quiet: frozenset[str] = frozenset()) -> list[Snapshot]:
         """Every snapshot, oldest first by (time, seq, id).
 
         Never stopped by someone else's damage (repofs-format(5), DAMAGE): a snapshot object
         that does not verify or decode, or that claims a seq its prev do not allow, is left
         out (``quarantined``) and named once through the repository's damage log; a snapshot
         that others reference but that is gone is named as a gap. Only the guard (the heads
-        this client saw, ``repofs.chain``) may refuse a listing: a rollback.
+        this client saw, ``repofs.chain``) may refuse a listing: a rollback. ``quiet``:
+        objects the caller deals with itself (forget putting them aside): not reported.
         """
         removals = self.removals()
         removed = signed.removed_snapshots(removals)
@@ -161,7 +162,7 @@ class SnapshotLog:
                     "snapshot", s.id, "seq does not follow its prev"), s)
         snaps = [s for s in snaps if s.id not in out]
         self.quarantined = out
-        self._report(snaps, out, removed)
+        self._report(snaps, {k: v for k, v in out.items() if k not in quiet}, removed)
         snaps.sort(key=lambda s: (s.head.time_ns, s.head.seq, s.id))
         if self.guard is not None:
             tips = heads(snaps, self.ghosts)
