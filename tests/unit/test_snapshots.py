@@ -15,7 +15,7 @@ from repofs.envelope import HEADER_LEN
 from repofs.errors import AmbiguousSnapshot, IntegrityError, NameTaken, SnapshotNotFound
 from repofs.model import Snapshot, SnapshotBody, SnapshotHead, encode_body, encode_head
 from repofs.repository import Repository, _encode_config
-from repofs.snapshots import heads, verify_chain
+from repofs.snapshots import FUTURE_TOLERANCE_NS, heads, latest, verify_chain
 from repofs.store import LocalStore
 
 TREE = b"\x01" * 32
@@ -357,6 +357,18 @@ def test_latest_is_by_time_then_seq(history) -> None:
     repo = history[0]
     snaps = [fake("a" * 64, 5, 100), fake("b" * 64, 9, 50), fake("c" * 64, 6, 100)]
     assert repo.snapshots.resolve("latest", snaps) is snaps[2]
+    tie = [fake("e" * 64, 6, 100), fake("d" * 64, 6, 100)]  # then id: whatever the order
+    assert latest(tie) is latest(tie[::-1]) is tie[0]
+
+
+def test_latest_leaves_out_the_future_unless_all_are() -> None:
+    now = 10**18
+    ahead = now + FUTURE_TOLERANCE_NS + 1
+    snaps = [fake("a" * 64, 0, now - 5), fake("b" * 64, 1, ahead),
+             fake("c" * 64, 2, now + FUTURE_TOLERANCE_NS)]
+    assert latest(snaps, now) is snaps[2]
+    assert latest(snaps[1:2], now) is snaps[1]
+    assert latest([], now) is None
 
 
 def test_a_name_never_wins_over_a_prefix(history) -> None:
