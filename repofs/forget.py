@@ -130,8 +130,7 @@ def plan_ids(repo: Repository, refs: Sequence[str]) -> ForgetPlan:
     names them): planted or damaged, they stop being reported and prune may delete them."""
     _admin(repo)
     log = repo.snapshots
-    names = list(repo.store.list(spec.NS_SNAPSHOTS))
-    asked = {hits[0] for ref in refs for hits in [_named(names, ref)] if len(hits) == 1}
+    asked = {hits[0] for ref in refs for hits in [log.named(ref)] if len(hits) == 1}
     snaps = log.list(quiet=frozenset(asked))  # those it puts aside are no news to report
     remove: dict[str, SnapshotHead] = {}
     verdicts = []
@@ -151,11 +150,6 @@ def plan_ids(repo: Repository, refs: Sequence[str]) -> ForgetPlan:
         raise SnapshotNotFound("no snapshot named")
     return ForgetPlan([retention.Group(None, None, tuple(verdicts))], remove, {},
                       explicit=True)
-
-
-def _named(names: Sequence[str], ref: str) -> list[str]:
-    ref = ref.lower()
-    return [ref] if ref in names else [n for n in names if len(ref) >= 4 and n.startswith(ref)]
 
 
 def _left_out(quarantined: Mapping[str, Quarantined], snaps: Sequence[Snapshot],

@@ -119,7 +119,7 @@ class Pruner:
         """Snapshots whose data prune cannot know: objects that do not decode, and gaps."""
         log = self.repo.snapshots
         return sorted({q.id for q in log.quarantined.values() if q.snapshot is None}
-                      | log.gaps)
+                      | set(log.gaps))
 
     # -- phase 1: sweep ------------------------------------------------------------------
     def _verified_elsewhere(self, key: gc.BlobKey, locs: list[Location],

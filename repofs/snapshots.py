@@ -105,7 +105,7 @@ class SnapshotLog:
         self.guard: ChainGuard | None = None
         self.quarantined: dict[str, Quarantined] = {}  # of the last listing
         self.ghosts: list[Snapshot] = []  # removed snapshots' heads, of the last listing
-        self.gaps: set[str] = set()  # referenced, gone, not removed: of the last listing
+        self.gaps: dict[str, IntegrityError] = {}  # referenced, gone, not removed
 
     def read(self, name: str) -> Snapshot:
         data = self._repo.get_verified(spec.NS_SNAPSHOTS, name, "snapshot")
@@ -162,7 +162,7 @@ class SnapshotLog:
                     "snapshot", s.id, "seq does not follow its prev"), s)
         snaps = [s for s in snaps if s.id not in out]
         self.quarantined = out
-        self._report(snaps, {k: v for k, v in out.items() if k not in quiet}, removed)
+        self._report(snaps, out, removed, quiet)
         snaps.sort(key=lambda s: (s.head.time_ns, s.head.seq, s.id))
         if self.guard is not None:
             tips = heads(snaps, self.ghosts)
@@ -171,34 +171,40 @@ class SnapshotLog:
         return snaps
 
     def _report(self, snaps: Sequence[Snapshot], out: dict[str, Quarantined],
-                removed: frozenset[str]) -> None:
+                removed: frozenset[str], quiet: frozenset[str]) -> None:
         """One warning per object left out, and per gap: a snapshot that another one names
         as prev and that is neither here, nor removed by an admin, nor left out above."""
         referrers: dict[str, list[str]] = {}
         for s in snaps:
             for p in s.head.prev:
                 referrers.setdefault(p.hex(), []).append(s.id)
-        for sid in sorted(out):
+        for sid in sorted(set(out) - quiet):
             by = referrers.get(sid)
             self._repo.damage.report(out[sid].error, (
                 f"left out; snapshot {by[0][:8]} names it as prev: missing from the history"
                 if by else "left out") + _FORGET_HINT)
         present = {s.id for s in snaps}
-        self.gaps = {p for p in referrers if p not in present and p not in removed
-                     and p not in out}
-        for pid in sorted(self.gaps):
-            self._repo.damage.report(
-                IntegrityError("snapshot", pid, f"missing, but snapshot "
-                                                f"{referrers[pid][0]} references it"),
-                "a gap in the history: the snapshots around it are listed")
+        self.gaps = {p: IntegrityError("snapshot", p, f"missing, but snapshot "
+                                                      f"{referrers[p][0]} references it")
+                     for p in sorted(referrers)
+                     if p not in present and p not in removed and p not in out}
+        for pid, gap in self.gaps.items():
+            if pid not in quiet:
+                self._repo.damage.report(gap, "a gap in the history: the snapshots around "
+                                              "it are listed")
 
     def resolve(self, ref: str, snaps: Sequence[Snapshot] | None = None) -> Snapshot:
-        """A snapshot by full id, unique id prefix, name, or ``latest``."""
-        snaps = self.list() if snaps is None else snaps
+        """A snapshot by full id, unique id prefix, name, or ``latest``. A reference to an
+        object left out as damaged raises its error (what was asked for is unusable), and
+        the listing does not name it a second time as a warning."""
         ref_l = ref.lower()
+        if snaps is None:
+            snaps = self.list(quiet=frozenset({*self.named(ref), ref_l}))
         bad = self.quarantined.get(ref_l)
         if bad is not None:  # what the user asked for is itself unusable
             raise bad.error
+        if ref_l in self.gaps:
+            raise self.gaps[ref_l]
         if not snaps:
             raise SnapshotNotFound("the repository has no snapshots")
         if ref == "latest":
@@ -226,6 +232,13 @@ class SnapshotLog:
             raise NotPermitted(f"no snapshot has the id {ref!r}, and this key cannot read "
                                "snapshot names (a write-only key): give an id or 'latest'")
         raise SnapshotNotFound(f"no snapshot {ref!r}")
+
+    def named(self, ref: str) -> tuple[str, ...]:
+        """The objects in snapshots/ that ``ref`` names by full id or id prefix."""
+        ref = ref.lower()
+        names = set(self._repo.store.list(spec.NS_SNAPSHOTS))
+        return (ref,) if ref in names else tuple(n for n in sorted(names) if len(ref) >= 4
+                                                 and n.startswith(ref))
 
     def ensure_name_free(self, name: str, snaps: Sequence[Snapshot] | None = None) -> None:
         """Refuse a snapshot name that is taken (checked before and again at commit)."""
