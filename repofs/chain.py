@@ -4,17 +4,20 @@ Why a module of its own: ``snapshots`` verifies what one listing shows (every
 prev exists and is older); a repository that silently drops its newest
 snapshots still passes that. So each client remembers the heads it saw, per
 repository, under ``$XDG_STATE_HOME/repofs/<repository id>/heads.json``, and
-``HeadsGuard`` refuses a listing in which one of them is gone: a rollback.
-A gap is accepted only where an admin-signed removal record (``repofs.signed``,
-written by forget) names the missing snapshot; every other gap is tampering. Concurrent
-writers are no rollback: both heads stay, and the next create joins them.
+``HeadsGuard`` refuses a listing in which one of them is gone: a rollback, the
+one thing a listing refuses. Damage and gaps elsewhere are named by the listing
+and cost only what they carry (repofs-format(5), DAMAGE); a gap is explained
+only where an admin-signed removal record (``repofs.signed``, written by forget)
+names the missing snapshot. Concurrent writers are no rollback: both heads stay,
+and the next create joins them.
 
-``analyse`` is for ``repofs check``: beyond what a listing refuses, it names
-snapshots whose seq does not follow their prev, that are dated before their
-prev or in the future, that repeat another's place, and stale forks, i.e.
-snapshots that branch off although much newer history existed that they do
-not follow (an honest writer re-lists right before it commits, so its fork
-can only be from about the same moment).
+``analyse`` is for ``repofs check``: beyond what a listing names, it names
+snapshots whose seq does not follow their prev, that are dated days before
+their prev or in the future, that repeat another's place, and stale forks,
+i.e. snapshots that branch off although much newer history existed that they
+do not follow (an honest writer re-lists right before it commits, so its fork
+can only be from about the same moment). What honest use produces it leaves
+alone: concurrent creates, gaps as a reason for stale forks, joined forks.
 """
 
 from __future__ import annotations
