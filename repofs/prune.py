@@ -108,18 +108,20 @@ class Pruner:
     def _kept_snapshots(self, removed: frozenset[str]) -> list[Snapshot]:
         """Every snapshot not removed whose tree can be known: the listed ones, and those left
         out only for their place in the history (their data is kept until an admin forgets
-        them). An object that does not decode names no data; the listing reported it, and
-        prune goes on (repofs-format(5), DAMAGE): it can be forgotten by its name."""
+        them). Objects that do not decode were named by the listing; ``_holes`` says which
+        of them keep prune from deleting data (repofs-format(5), DAMAGE)."""
         log = self.repo.snapshots
         snaps = log.list()
         return [*snaps, *(q.snapshot for q in log.quarantined.values()
                           if q.snapshot is not None and q.id not in removed)]
 
     def _holes(self) -> list[str]:
-        """Snapshots whose data prune cannot know: objects that do not decode, and gaps."""
+        """Snapshots whose data prune cannot know: objects damaged since they were written
+        (their bytes no longer hash to their name, or cannot be read), and gaps. An object
+        stored as it is but not decodable was planted: it never named any data."""
         log = self.repo.snapshots
-        return sorted({q.id for q in log.quarantined.values() if q.snapshot is None}
-                      | set(log.gaps))
+        return sorted({q.id for q in log.quarantined.values()
+                       if q.snapshot is None and not q.as_stored} | set(log.gaps))
 
     # -- phase 1: sweep ------------------------------------------------------------------
     def _verified_elsewhere(self, key: gc.BlobKey, locs: list[Location],

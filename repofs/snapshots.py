@@ -16,7 +16,7 @@ from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from repofs import signed, spec
+from repofs import crypto, signed, spec
 from repofs.damage import DamageLog
 from repofs.envelope import HEADER_LEN, CannotRead, ObjectCipher
 from repofs.errors import (
@@ -77,11 +77,14 @@ class ChainGuard(Protocol):
 class Quarantined:
     """A snapshot object left out of every listing (repofs-format(5), DAMAGE): it does not
     verify or decode (``snapshot`` is None), or it decodes but claims a place in the history
-    it cannot have (a seq not above its prev's). ``error`` says which."""
+    it cannot have (a seq not above its prev's). ``error`` says which. ``as_stored``: its
+    bytes hash to its name, so it was stored in that form by a key holder (planted, or of
+    another repository), not damaged after a real snapshot was written."""
 
     id: str
     error: IntegrityError
     snapshot: Snapshot | None = None
+    as_stored: bool = False
 
 
 def latest(snaps: Iterable[Snapshot], now_ns: int | None = None) -> Snapshot | None:
@@ -151,7 +154,7 @@ class SnapshotLog:
             try:
                 snaps.append(self.read(n))
             except IntegrityError as e:
-                out[n] = Quarantined(n, e)
+                out[n] = Quarantined(n, e, as_stored=self._as_stored(n))
             except OSError as e:  # EIO: left out like damage, not called tampered
                 out[n] = Quarantined(n, Unreadable("snapshot", n, e.strerror or str(e)))
         by_id = {s.id: s for s in snaps}
@@ -169,6 +172,13 @@ class SnapshotLog:
             return self.guard.verify(snaps, [s for s in snaps if s.id in tips], frozenset(out),
                                      removed)
         return snaps
+
+    def _as_stored(self, name: str) -> bool:
+        try:
+            return crypto.same(crypto.object_name(self._repo.store.get(spec.NS_SNAPSHOTS, name))
+                               .encode(), name.encode())
+        except OSError:
+            return False
 
     def _report(self, snaps: Sequence[Snapshot], out: dict[str, Quarantined],
                 removed: frozenset[str], quiet: frozenset[str]) -> None:

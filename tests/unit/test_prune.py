@@ -218,6 +218,20 @@ def test_prune_deletes_no_data_while_a_snapshot_is_unreadable(repo: Repository) 
     assert [s.id for s in reopen(repo).snapshots.list()] == [s2.id]
 
 
+def test_prune_goes_past_objects_planted_in_snapshots(repo: Repository) -> None:
+    """Bytes stored under their own name that do not decode were planted (a writer may add
+    objects): they name no data, so prune works as without them, naming them once."""
+    s1 = backup(repo, {"x": os.urandom(100_000)})
+    backup(repo, {"y": b"y"})
+    forget_ids(repo, s1.id)
+    junk = repo.put_object(spec.NS_SNAPSHOTS, b"fifteen bytes!!")
+    opened = reopen(repo)
+    report = prune(opened, grace_ns=0)
+    assert report.deleted_snapshots == [s1.id] and report.deleted_packs and not report.notes
+    assert [d.object_id for d in opened.damage] == [junk]
+    assert repo.store.exists(spec.NS_SNAPSHOTS, junk)  # only forget decides it goes
+
+
 def test_dry_run_changes_nothing(repo: Repository) -> None:
     s1 = backup(repo, {"x": os.urandom(100_000)})
     backup(repo, {"y": b"y"})
