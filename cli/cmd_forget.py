@@ -9,7 +9,8 @@ import click
 from repofs_cli import output
 from repofs_cli.common import json_option, open_repo, repo_option
 
-from repofs import audit, forget, retention
+from repofs import audit, forget, retention, signed
+from repofs.model import Snapshot
 
 _GROUPS = {"host,paths": ("host", "paths"), "host": ("host",), "paths": ("paths",),
            "none": ()}
@@ -33,9 +34,14 @@ def _group_name(g: retention.Group) -> str:
     return ", ".join(parts) or "all snapshots"
 
 
+def _time(s: Snapshot) -> str:
+    """A snapshot's time; an object forgotten by name whose head does not decode has none."""
+    return "unknown" if signed.is_unknown(s.id, s.head) else output.local_time(s.head.time_ns)
+
+
 def _verdict_json(v: retention.Verdict) -> dict[str, Any]:
     s = v.snapshot
-    return {"id": s.id, "short_id": s.short_id, "time": output.local_time(s.head.time_ns),
+    return {"id": s.id, "short_id": s.short_id, "time": _time(s),
             "seq": s.head.seq, "keep": v.keep, "reasons": list(v.reasons)}
 
 
@@ -100,7 +106,7 @@ def forget_cmd(repo: Path, snapshots: tuple[str, ...], keep_last: int, keep_hour
         for v in g.verdicts:
             s = v.snapshot
             click.echo(f"  {'keep  ' if v.keep else 'remove'}  {s.short_id}  "
-                       f"{output.local_time(s.head.time_ns)}  {'; '.join(v.reasons)}")
+                       f"{_time(s)}  {'; '.join(v.reasons)}")
     n = len(plan.remove)
     verb = "would remove" if dry_run else "removed"
     click.echo(f"{verb} {n} snapshot{'' if n == 1 else 's'}"

@@ -28,9 +28,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from repofs import chain, recovery, restorable, signed, spec
+from repofs import chain, keys, recovery, restorable, signed, spec
 from repofs.envelope import CannotRead
-from repofs.errors import BadEntry, IntegrityError
+from repofs.errors import BadEntry, BadKeyFile, IntegrityError
 from repofs.index import Location
 from repofs.model import DIR, Entry, Snapshot
 from repofs.packcheck import Place, check_pack, place
@@ -164,7 +164,7 @@ class Checker:
                                               for rel, kind, idxs in lost]
         self.report.counts["trees"] = len(self._tree_memo)
         if self.guard is not None and self.report.intact:
-            tips = heads(snaps)  # once: it walks every snapshot
+            tips = heads(snaps, signed.ghosts(self._removals))  # once: it walks every snapshot
             self.guard.remember([s for s in snaps if s.id in tips])
         return self.report
 
@@ -174,9 +174,14 @@ class Checker:
         self.report.counts[f"{kind}s"] = len(names)
         for name in names:
             try:
-                self.repo.get_verified(ns, name, kind)
+                data = self.repo.get_verified(ns, name, kind)
+                if ns == spec.NS_KEYS:  # stored under its hash, but no key file at all
+                    keys.describe(data, name)
             except IntegrityError as e:
                 self._from(e)
+            except BadKeyFile as e:
+                self.problem(kind, name, f"{str(e).removeprefix(f'{kind} {name} ')} "
+                                         "(planted or damaged; skipped by every reader)")
 
     def _load_index(self) -> None:
         seen: set[str] = set()
@@ -202,7 +207,7 @@ class Checker:
     def _signed_records(self) -> None:
         """Removal and condemn records: one that fails its signature is a plant (a writer
         cannot sign) or damage; readers ignore it, check names it."""
-        removals = self.repo.snapshots.removals()
+        removals = signed.read_removals(self.repo.store, self.repo.keys)  # named below
         condemned = signed.read_condemnations(self.repo.store, self.repo.keys)
         for name, e in sorted({**removals.bad, **condemned.bad}.items()):
             self.problem(e.kind, name, f"{e.detail} (ignored by every reader)")
@@ -246,11 +251,12 @@ class Checker:
                 self.problem("snapshot", f.snapshot, f.detail, snapshots=(f.snapshot,))
             else:
                 self.report.notes.append(Problem("snapshot", f.snapshot, f.detail))
-        if len(heads(snaps)) > 1:
-            self.report.notes.append(Problem("history", f"{len(heads(snaps))} heads",
+        tips = heads(snaps, signed.ghosts(self._removals))
+        if len(tips) > 1:
+            self.report.notes.append(Problem("history", f"{len(tips)} heads",
                                              "concurrent writers; the next create joins them"))
         if self.guard is not None:
-            for r in self.guard.rollbacks(snaps, removed):
+            for r in self.guard.rollbacks(snaps, removed | damaged):
                 self._from(r)
         return [s for s in snaps if s.body is not None]
 

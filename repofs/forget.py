@@ -11,7 +11,10 @@ prev. Before a policy counts anything, every snapshot the history shows to be
 planted or misdated is set aside as untrusted: kept, never counted. Which:
 
 1. what ``chain.analyse`` flags on its own: dated in the future, dated
-   before a snapshot it follows, a seq its prev do not give, a replayed place;
+   days before a snapshot it follows, a seq its prev do not give, a replayed
+   place (a snapshot dated less before one it follows is a create that ran
+   while that one was made: it is counted at that one's time,
+   ``chain.counted_times``, so it cannot take an earlier period's place);
 2. then, with those left out as witnesses (so they cannot make real snapshots
    look old) but kept as links (a real create may follow one), stale forks:
    snapshots that branch off an old view of the history;
@@ -26,15 +29,17 @@ history only lets it claim the present (see repofs-forget(1), TRUST).
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from repofs import chain, retention, signed, spec
 from repofs.errors import NotPermitted, SnapshotNotFound
 from repofs.model import Snapshot, SnapshotHead
 from repofs.repository import Repository
+from repofs.snapshots import Quarantined
 
 
 @dataclass(frozen=True)
@@ -95,24 +100,69 @@ def plan_policy(repo: Repository, policy: retention.Policy,
     now_ns = time.time_ns() if now_ns is None else now_ns
     snaps = repo.snapshots.list()
     removals = repo.snapshots.removals()
-    untrusted = assess(snaps, signed.ghosts(removals), now_ns, signed.void(removals))
+    ghosts, void = signed.ghosts(removals), signed.void(removals)
+    untrusted = assess(snaps, ghosts, now_ns, void)
     if hosts:
         snaps = [s for s in snaps if s.body is not None and s.body.host in hosts]
-    groups = retention.plan(snaps, policy, untrusted, group_by, tz)
+    groups = _plan_counted(snaps, chain.counted_times(snaps, ghosts, void | set(untrusted)),
+                           policy, untrusted, group_by, tz)
     remove = {v.snapshot.id: v.snapshot.head for g in groups for v in g.verdicts if not v.keep}
     return ForgetPlan(groups, remove, untrusted, explicit=False)
 
 
+def _plan_counted(snaps: Sequence[Snapshot], at: dict[str, int], policy: retention.Policy,
+                  untrusted: dict[str, str], group_by: Sequence[str],
+                  tz: datetime.tzinfo | None) -> list[retention.Group]:
+    """``retention.plan`` over the snapshots as counted at ``at`` (``chain.counted_times``);
+    the verdicts name the snapshots as they are."""
+    counted = [s if at[s.id] == s.head.time_ns else
+               dataclasses.replace(s, head=dataclasses.replace(s.head, time_ns=at[s.id]))
+               for s in snaps]
+    real = {s.id: s for s in snaps}
+    return [retention.Group(g.host, g.paths, tuple(
+                retention.Verdict(real[v.snapshot.id], v.keep, v.reasons) for v in g.verdicts))
+            for g in retention.plan(counted, policy, untrusted, group_by, tz)]
+
+
 def plan_ids(repo: Repository, refs: Sequence[str]) -> ForgetPlan:
-    """Remove exactly the snapshots named (full id, unique prefix or name)."""
+    """Remove exactly the snapshots named (full id, unique prefix or name), or objects in
+    snapshots/ that the listing left out (named by full id or unique prefix, as repofs check
+    names them): planted or damaged, they stop being reported and prune may delete them."""
     _admin(repo)
-    snaps = repo.snapshots.list()
-    chosen = [repo.snapshots.resolve(r, snaps) for r in refs]
-    if not chosen:
+    log = repo.snapshots
+    asked = {hits[0] for ref in refs for hits in [log.named(ref)] if len(hits) == 1}
+    snaps = log.list(quiet=frozenset(asked))  # those it puts aside are no news to report
+    remove: dict[str, SnapshotHead] = {}
+    verdicts = []
+    for ref in refs:
+        bad = _left_out(log.quarantined, snaps, ref)
+        if bad is not None:
+            remove[bad.id] = (bad.snapshot.head if bad.snapshot is not None
+                              else signed.unknown_head(bad.id))
+            verdicts.append(retention.Verdict(
+                bad.snapshot or Snapshot(bad.id, remove[bad.id], None), False,
+                (f"left out: {bad.error.detail}",)))
+            continue
+        s = log.resolve(ref, snaps)
+        remove[s.id] = s.head
+        verdicts.append(retention.Verdict(s, False, ("named",)))
+    if not remove:
         raise SnapshotNotFound("no snapshot named")
-    verdicts = tuple(retention.Verdict(s, False, ("named",)) for s in chosen)
-    return ForgetPlan([retention.Group(None, None, verdicts)],
-                      {s.id: s.head for s in chosen}, {}, explicit=True)
+    return ForgetPlan([retention.Group(None, None, tuple(verdicts))], remove, {},
+                      explicit=True)
+
+
+def _left_out(quarantined: Mapping[str, Quarantined], snaps: Sequence[Snapshot],
+              ref: str) -> Quarantined | None:
+    """The object left out of the listing that ``ref`` names: its full id, or a prefix of at
+    least 4 digits that names nothing else (else ``resolve`` says it is ambiguous)."""
+    ref = ref.lower()
+    if ref in quarantined:
+        return quarantined[ref]
+    if len(ref) < 4 or any(s.id.startswith(ref) for s in snaps):
+        return None
+    hits = [q for q in quarantined.values() if q.id.startswith(ref)]
+    return hits[0] if len(hits) == 1 else None
 
 
 def commit(repo: Repository, plan: ForgetPlan, now_ns: int | None = None) -> list[str]:

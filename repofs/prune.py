@@ -35,7 +35,6 @@ from repofs.model import Snapshot
 from repofs.pack import BlobEntry
 from repofs.repository import Repository
 from repofs.session import WriteSession
-from repofs.snapshots import chain_errors
 
 DEFAULT_GRACE_NS = 24 * 3600 * 10**9
 REPACK_BELOW = 0.5  # repack a pack when less than this share of its bytes is live
@@ -78,6 +77,15 @@ class Pruner:
     def run(self) -> PruneReport:
         removed = self.repo.snapshots.removed()
         kept = self._kept_snapshots(removed)
+        holes = self._holes()
+        if holes:
+            self.report.notes.append(
+                f"no data deleted or condemned: snapshot {holes[0]} "
+                f"{'and ' + str(len(holes) - 1) + ' more ' if len(holes) > 1 else ''}cannot "
+                "be read or is missing, so what data it needs is unknown; if it is lost for "
+                "good, forget it by this name (repofs forget ID) and prune again")
+            self._delete_forgotten(removed)
+            return self.report
         self.progress("finding live data")
         live = gc.live_blobs(self.repo, kept)
         self._cycle(live, removed)
@@ -106,11 +114,7 @@ class Pruner:
             self.report.notes.append(f"renewed the Object Lock of {count} objects")
 
     def _cycle(self, live: set[gc.BlobKey], removed: frozenset[str]) -> None:
-        records = signed.read_condemnations(self.store, self.repo.keys)
-        for name, err in sorted(records.bad.items()):
-            note = f"ignored condemn record {name[:8]}: {err.detail}"
-            if note not in self.report.notes:
-                self.report.notes.append(note)
+        records = signed.read_condemnations(self.store, self.repo.keys, self.repo.damage)
         due = self.now_ns - self.grace_ns
         self._sweep(live, {p for r in records.records if r.time_ns <= due for p in r.packs},
                     {s for r in records.records if r.time_ns <= due for s in r.segments},
@@ -133,15 +137,22 @@ class Pruner:
 
     # -- what is kept --------------------------------------------------------------------
     def _kept_snapshots(self, removed: frozenset[str]) -> list[Snapshot]:
-        """Every snapshot not removed, read strictly: prune never decides around damage."""
-        snaps = []
-        for name in sorted(self.store.list(spec.NS_SNAPSHOTS)):
-            if name not in removed:
-                snaps.append(self.repo.snapshots.read(name))  # raises on damage
-        errors = chain_errors(snaps, removed)
-        if errors:
-            raise errors[0]
-        return snaps
+        """Every snapshot not removed whose tree can be known: the listed ones, and those left
+        out only for their place in the history (their data is kept until an admin forgets
+        them). Objects that do not decode were named by the listing; ``_holes`` says which
+        of them keep prune from deleting data (repofs-format(5), DAMAGE)."""
+        log = self.repo.snapshots
+        snaps = log.list()
+        return [*snaps, *(q.snapshot for q in log.quarantined.values()
+                          if q.snapshot is not None and q.id not in removed)]
+
+    def _holes(self) -> list[str]:
+        """Snapshots whose data prune cannot know: objects damaged since they were written
+        (their bytes no longer hash to their name, or cannot be read), and gaps. An object
+        stored as it is but not decodable was planted: it never named any data."""
+        log = self.repo.snapshots
+        return sorted({q.id for q in log.quarantined.values()
+                       if q.snapshot is None and not q.as_stored} | set(log.gaps))
 
     # -- phase 1: sweep ------------------------------------------------------------------
     def _verified_elsewhere(self, key: gc.BlobKey, locs: list[Location],
@@ -190,8 +201,12 @@ class Pruner:
         for s in sorted(segs):
             if self._delete(spec.NS_INDEX, s):
                 self.report.deleted_segments.append(s)
+        self._delete_forgotten(removed)
+
+    def _delete_forgotten(self, removed: frozenset[str]) -> None:
         for name in sorted(set(self.store.list(spec.NS_SNAPSHOTS)) & removed):
-            if self._delete(spec.NS_SNAPSHOTS, name):
+            if name not in self.report.deleted_snapshots and self._delete(spec.NS_SNAPSHOTS,
+                                                                          name):
                 self.report.deleted_snapshots.append(name)
 
     # -- phase 2: mark -------------------------------------------------------------------

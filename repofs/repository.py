@@ -134,9 +134,25 @@ class Repository:
                                      "content does not match its name") from None
             raise
         repo = cls(store, master, damage)
+        repo._report_key_files(files, {n for n, _ in intact})
         if index:
             repo.load_index()
         return repo
+
+    def _report_key_files(self, files: list[tuple[str, bytes]], intact: set[str]) -> None:
+        """Name each key file that could not be used although another one opened: damaged,
+        or planted by a writer (any key holder can add key files). Left out; the command
+        goes on (repofs-format(5), DAMAGE)."""
+        for name, data in files:
+            try:
+                if name not in intact:
+                    raise IntegrityError("key file", name, "content does not match its name")
+                keys.describe(data, name)
+            except BadKeyFile as e:
+                self.damage.report(IntegrityError("key file", name, str(e).removeprefix(
+                    f"key file {name} ")), "skipped; another key file opened")
+            except IntegrityError as e:
+                self.damage.report(e, "skipped; another key file opened")
 
     @property
     def id(self) -> str:

@@ -176,7 +176,7 @@ class WriteSession:
                    for loc in self.repo.index.locations(blob_id, blob_type))
 
     def _read_condemned(self) -> frozenset[str]:
-        records = signed.read_condemnations(self.repo.store, self.repo.keys)
+        records = signed.read_condemnations(self.repo.store, self.repo.keys, self.repo.damage)
         return frozenset(p for r in records.records for p in r.packs)
 
     def exclude_packs(self, packs: set[str]) -> None:

@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 from typing import Generic, Protocol, TypeVar
 
 from repofs import crypto, spec
-from repofs.errors import IntegrityError
+from repofs.damage import DamageLog
+from repofs.errors import IntegrityError, Unreadable
 from repofs.model import Snapshot, SnapshotHead
 from repofs.store import WriterStore
 
@@ -177,7 +178,14 @@ def decode(data: bytes, name: str, rtype: str, keys: _Keys) -> Removal | Condemn
     return Condemnation(name, time_ns, packs, segments)
 
 
-def _read(store: WriterStore, keys: _Keys, rtype: str) -> RecordSet[R]:
+_IGNORED = {TYPE_REMOVAL: "ignored: it removes nothing; see repofs check",
+            TYPE_CONDEMN: "ignored: it condemns nothing; see repofs check"}
+
+
+def _read(store: WriterStore, keys: _Keys, rtype: str,
+          damage: DamageLog | None = None) -> RecordSet[R]:
+    """The records of one namespace; each one that fails is set aside in ``bad`` and, with
+    ``damage``, named once there (repofs-format(5), DAMAGE)."""
     out: RecordSet[R] = RecordSet()
     ns = NAMESPACE_OF[rtype]
     try:
@@ -192,27 +200,51 @@ def _read(store: WriterStore, keys: _Keys, rtype: str) -> RecordSet[R]:
             out.bad[name] = IntegrityError(KIND_OF[rtype], name, "vanished while read")
         except IntegrityError as e:
             out.bad[name] = e
+        except OSError as e:  # EIO: set aside like damage, not called tampered
+            out.bad[name] = Unreadable(KIND_OF[rtype], name, e.strerror or str(e))
+        if damage is not None and name in out.bad:
+            damage.report(out.bad[name], _IGNORED[rtype])
     return out
 
 
-def read_removals(store: WriterStore, keys: _Keys) -> RecordSet[Removal]:
-    return _read(store, keys, TYPE_REMOVAL)
+def read_removals(store: WriterStore, keys: _Keys,
+                  damage: DamageLog | None = None) -> RecordSet[Removal]:
+    return _read(store, keys, TYPE_REMOVAL, damage)
 
 
-def read_condemnations(store: WriterStore, keys: _Keys) -> RecordSet[Condemnation]:
-    return _read(store, keys, TYPE_CONDEMN)
+def read_condemnations(store: WriterStore, keys: _Keys,
+                       damage: DamageLog | None = None) -> RecordSet[Condemnation]:
+    return _read(store, keys, TYPE_CONDEMN, damage)
 
 
 def removed_snapshots(records: RecordSet[Removal]) -> frozenset[str]:
     return frozenset(i for r in records.records for i in r.snapshots)
 
 
+UNKNOWN_SEQ = 2**62  # with prev naming the object itself: "its head could not be read"
+
+
+def unknown_head(object_id: str) -> SnapshotHead:
+    """The row of a removal record for an object in snapshots/ that does not decode (planted
+    or damaged): its head is unknown. Its prev names the object itself, which no real
+    snapshot's can (its id is the hash of bytes that include prev), so readers tell it from
+    a real head; seq 2^62 and time 0 make a reader that does not know this rule draw no
+    conclusion from it (nothing can follow it, nothing is dated before it)."""
+    return SnapshotHead(seq=UNKNOWN_SEQ, prev=(bytes.fromhex(object_id),), time_ns=0)
+
+
+def is_unknown(object_id: str, head: SnapshotHead) -> bool:
+    return head.prev == (bytes.fromhex(object_id),)
+
+
 def ghosts(records: RecordSet[Removal]) -> list[Snapshot]:
-    """Removed snapshots as bodiless snapshots: the history ``chain.analyse`` walks."""
+    """Removed snapshots as bodiless snapshots: the history ``chain.analyse`` walks. An
+    object removed with an unknown head is no ghost: it links nothing."""
     out: dict[str, Snapshot] = {}
     for r in records.records:
         for sid, head in r.snapshots.items():
-            out.setdefault(sid, Snapshot(sid, head, None))
+            if not is_unknown(sid, head):
+                out.setdefault(sid, Snapshot(sid, head, None))
     return list(out.values())
 
 
@@ -223,6 +255,7 @@ def void(records: RecordSet[Removal]) -> frozenset[str]:
 
 
 __all__ = [
-    "Condemnation", "RecordSet", "Removal", "decode", "ghosts", "read_condemnations",
-    "read_removals", "removed_snapshots", "sign_condemn", "sign_removal", "void",
+    "Condemnation", "RecordSet", "Removal", "decode", "ghosts", "is_unknown",
+    "read_condemnations", "read_removals", "removed_snapshots", "sign_condemn", "sign_removal",
+    "unknown_head", "void",
 ]

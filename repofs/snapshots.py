@@ -12,10 +12,12 @@ joins it, and a snapshot that is referenced but missing is detected.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
-from repofs import signed, spec
+from repofs import crypto, signed, spec
+from repofs.damage import DamageLog
 from repofs.envelope import HEADER_LEN, CannotRead, ObjectCipher
 from repofs.errors import (
     AmbiguousSnapshot,
@@ -23,6 +25,7 @@ from repofs.errors import (
     NameTaken,
     NotPermitted,
     SnapshotNotFound,
+    Unreadable,
 )
 from repofs.keys import MasterKeys
 from repofs.model import (
@@ -37,11 +40,13 @@ from repofs.model import (
 from repofs.store import WriterStore
 
 FUTURE_TOLERANCE_NS = 3600 * 10**9  # clocks of backed-up hosts may run a little ahead
+_FORGET_HINT = "; an admin may put it aside with repofs forget"
 
 
 class _Objects(Protocol):
     store: WriterStore
     keys: MasterKeys
+    damage: DamageLog
 
     @property
     def can_read(self) -> bool: ...
@@ -58,12 +63,41 @@ class _Objects(Protocol):
 
 class ChainGuard(Protocol):
     """A policy over the verified history (``repofs.chain.HeadsGuard``): it sees every
-    listing and every commit, and decides what a damaged or rolled-back history means."""
+    listing (its snapshots, their ``tips``, the ids of objects left out as damaged and those
+    a removal record names) and every commit, and decides what a rolled-back history means."""
 
-    def verify(self, snaps: list[Snapshot], damaged: list[IntegrityError],
+    def verify(self, snaps: list[Snapshot], tips: list[Snapshot],
+               quarantined: Collection[str] = frozenset(),
                removed: frozenset[str] = frozenset()) -> list[Snapshot]: ...
 
     def committed(self, snap: Snapshot) -> None: ...
+
+
+@dataclass(frozen=True)
+class Quarantined:
+    """A snapshot object left out of every listing (repofs-format(5), DAMAGE): it does not
+    verify or decode (``snapshot`` is None), or it decodes but claims a place in the history
+    it cannot have (a seq not above its prev's). ``error`` says which. ``as_stored``: its
+    bytes hash to its name, so it was stored in that form by a key holder (planted, or of
+    another repository), not damaged after a real snapshot was written."""
+
+    id: str
+    error: IntegrityError
+    snapshot: Snapshot | None = None
+    as_stored: bool = False
+
+
+def latest(snaps: Iterable[Snapshot], now_ns: int | None = None) -> Snapshot | None:
+    """The one rule for ``latest`` (the CLI's and the mount's): the greatest (time, seq, id)
+    among the snapshots not dated in the future. A writer sets its own clock: a snapshot
+    dated ahead would otherwise stay "latest" for ever; it is left out while it is in the
+    future (beyond ``FUTURE_TOLERANCE_NS``), unless every snapshot is."""
+    snaps = list(snaps)
+    if not snaps:
+        return None
+    horizon = (time.time_ns() if now_ns is None else now_ns) + FUTURE_TOLERANCE_NS
+    current = [s for s in snaps if s.head.time_ns <= horizon] or snaps
+    return max(current, key=lambda s: (s.head.time_ns, s.head.seq, s.id))
 
 
 class SnapshotLog:
@@ -72,6 +106,9 @@ class SnapshotLog:
     def __init__(self, repo: _Objects) -> None:
         self._repo = repo
         self.guard: ChainGuard | None = None
+        self.quarantined: dict[str, Quarantined] = {}  # of the last listing
+        self.ghosts: list[Snapshot] = []  # removed snapshots' heads, of the last listing
+        self.gaps: dict[str, IntegrityError] = {}  # referenced, gone, not removed
 
     def read(self, name: str) -> Snapshot:
         data = self._repo.get_verified(spec.NS_SNAPSHOTS, name, "snapshot")
@@ -87,45 +124,103 @@ class SnapshotLog:
         return Snapshot(name, head, body)
 
     def removals(self) -> signed.RecordSet[signed.Removal]:
-        """The removal records (forget), verified; invalid ones are set aside in ``bad``."""
-        return signed.read_removals(self._repo.store, self._repo.keys)
+        """The removal records (forget), verified; invalid ones are set aside in ``bad`` and
+        named once through the damage log (a writer may plant them; they remove nothing)."""
+        return signed.read_removals(self._repo.store, self._repo.keys, self._repo.damage)
 
     def removed(self) -> frozenset[str]:
         """Snapshots named by a valid removal record: hidden from every listing, and
         accepted as missing from a prev (repofs-format(5), SIGNED RECORDS)."""
         return signed.removed_snapshots(self.removals())
 
-    def list(self) -> list[Snapshot]:
-        """Every snapshot, oldest first; raises if the chain references a missing one."""
-        snaps, damaged = [], []
-        removed = self.removed()
+    def list(self, quiet: frozenset[str] = frozenset()) -> list[Snapshot]:
+        """Every snapshot, oldest first by (time, seq, id).
+
+        Never stopped by someone else's damage (repofs-format(5), DAMAGE): a snapshot object
+        that does not verify or decode, or that claims a seq its prev do not allow, is left
+        out (``quarantined``) and named once through the repository's damage log; a snapshot
+        that others reference but that is gone is named as a gap. Only the guard (the heads
+        this client saw, ``repofs.chain``) may refuse a listing: a rollback. ``quiet``:
+        objects the caller deals with itself (forget putting them aside): not reported.
+        """
+        removals = self.removals()
+        removed = signed.removed_snapshots(removals)
+        self.ghosts = signed.ghosts(removals)
+        snaps: list[Snapshot] = []
+        out: dict[str, Quarantined] = {}
         for n in self._repo.store.list(spec.NS_SNAPSHOTS):
             if n in removed:
                 continue
             try:
                 snaps.append(self.read(n))
             except IntegrityError as e:
-                if self.guard is None:
-                    raise
-                damaged.append(e)
+                out[n] = Quarantined(n, e, as_stored=self._as_stored(n))
+            except OSError as e:  # EIO: left out like damage, not called tampered
+                out[n] = Quarantined(n, Unreadable("snapshot", n, e.strerror or str(e)))
+        by_id = {s.id: s for s in snaps}
+        for s in snaps:
+            if any(p.hex() in by_id and by_id[p.hex()].head.seq >= s.head.seq
+                   for p in s.head.prev):
+                out[s.id] = Quarantined(s.id, IntegrityError(
+                    "snapshot", s.id, "seq does not follow its prev"), s)
+        snaps = [s for s in snaps if s.id not in out]
+        self.quarantined = out
+        self._report(snaps, out, removed, quiet)
         snaps.sort(key=lambda s: (s.head.time_ns, s.head.seq, s.id))
         if self.guard is not None:
-            return self.guard.verify(snaps, damaged, removed)
-        verify_chain(snaps, removed)
+            tips = heads(snaps, self.ghosts)
+            return self.guard.verify(snaps, [s for s in snaps if s.id in tips], frozenset(out),
+                                     removed)
         return snaps
 
+    def _as_stored(self, name: str) -> bool:
+        try:
+            return crypto.same(crypto.object_name(self._repo.store.get(spec.NS_SNAPSHOTS, name))
+                               .encode(), name.encode())
+        except OSError:
+            return False
+
+    def _report(self, snaps: Sequence[Snapshot], out: dict[str, Quarantined],
+                removed: frozenset[str], quiet: frozenset[str]) -> None:
+        """One warning per object left out, and per gap: a snapshot that another one names
+        as prev and that is neither here, nor removed by an admin, nor left out above."""
+        referrers: dict[str, list[str]] = {}
+        for s in snaps:
+            for p in s.head.prev:
+                referrers.setdefault(p.hex(), []).append(s.id)
+        for sid in sorted(set(out) - quiet):
+            by = referrers.get(sid)
+            self._repo.damage.report(out[sid].error, (
+                f"left out; snapshot {by[0][:8]} names it as prev: missing from the history"
+                if by else "left out") + _FORGET_HINT)
+        present = {s.id for s in snaps}
+        self.gaps = {p: IntegrityError("snapshot", p, f"missing, but snapshot "
+                                                      f"{referrers[p][0]} references it")
+                     for p in sorted(referrers)
+                     if p not in present and p not in removed and p not in out}
+        for pid, gap in self.gaps.items():
+            if pid not in quiet:
+                self._repo.damage.report(gap, "a gap in the history: the snapshots around "
+                                              "it are listed")
+
     def resolve(self, ref: str, snaps: Sequence[Snapshot] | None = None) -> Snapshot:
-        """A snapshot by full id, unique id prefix, name, or ``latest``."""
-        snaps = self.list() if snaps is None else snaps
+        """A snapshot by full id, unique id prefix, name, or ``latest``. A reference to an
+        object left out as damaged raises its error (what was asked for is unusable), and
+        the listing does not name it a second time as a warning."""
+        ref_l = ref.lower()
+        if snaps is None:
+            snaps = self.list(quiet=frozenset({*self.named(ref), ref_l}))
+        bad = self.quarantined.get(ref_l)
+        if bad is not None:  # what the user asked for is itself unusable
+            raise bad.error
+        if ref_l in self.gaps:
+            raise self.gaps[ref_l]
         if not snaps:
             raise SnapshotNotFound("the repository has no snapshots")
         if ref == "latest":
-            # A writer sets its own clock: a snapshot dated in the future would stay
-            # "latest" for ever. It is left out while it is in the future.
-            horizon = time.time_ns() + FUTURE_TOLERANCE_NS
-            current = [s for s in snaps if s.head.time_ns <= horizon] or list(snaps)
-            return max(current, key=lambda s: (s.head.time_ns, s.head.seq))
-        ref_l = ref.lower()
+            newest = latest(snaps)
+            assert newest is not None
+            return newest
         exact = [s for s in snaps if s.id == ref_l]
         if exact:  # a full id means that snapshot, whatever any name says
             return exact[0]
@@ -134,15 +229,26 @@ class SnapshotLog:
         named = [s for s in snaps if s.body is not None and s.body.name == ref]
         hits = [s for s in snaps if s.id.startswith(ref_l)] if len(ref_l) >= 4 else []
         found = {s.id: s for s in named + hits}
-        if len(found) == 1:
+        left_out = [q for q in self.quarantined.values() if len(ref_l) >= 4
+                    and q.id.startswith(ref_l)]
+        if len(left_out) == 1 and not found:
+            raise left_out[0].error
+        if len(found) == 1 and not left_out:
             return next(iter(found.values()))
-        if len(found) > 1:
-            raise AmbiguousSnapshot(f"{ref!r} matches {len(found)} snapshots (by name or id "
-                                    "prefix); give the full id")
+        if len(found) + len(left_out) > 1:
+            raise AmbiguousSnapshot(f"{ref!r} matches {len(found) + len(left_out)} snapshots "
+                                    "(by name or id prefix); give the full id")
         if not self._repo.can_read:  # names are in the sealed bodies
             raise NotPermitted(f"no snapshot has the id {ref!r}, and this key cannot read "
                                "snapshot names (a write-only key): give an id or 'latest'")
         raise SnapshotNotFound(f"no snapshot {ref!r}")
+
+    def named(self, ref: str) -> tuple[str, ...]:
+        """The objects in snapshots/ that ``ref`` names by full id or id prefix."""
+        ref = ref.lower()
+        names = set(self._repo.store.list(spec.NS_SNAPSHOTS))
+        return (ref,) if ref in names else tuple(n for n in sorted(names) if len(ref) >= 4
+                                                 and n.startswith(ref))
 
     def ensure_name_free(self, name: str, snaps: Sequence[Snapshot] | None = None) -> None:
         """Refuse a snapshot name that is taken (checked before and again at commit)."""
@@ -157,7 +263,7 @@ class SnapshotLog:
             self.ensure_name_free(body.name, snaps)
         head = SnapshotHead(
             seq=max((s.head.seq for s in snaps), default=-1) + 1,
-            prev=tuple(sorted(bytes.fromhex(h) for h in heads(snaps))),
+            prev=tuple(sorted(bytes.fromhex(h) for h in heads(snaps, self.ghosts))),
             time_ns=time_ns,
         )
         inner = self._repo.new_cipher(spec.KIND_SNAPSHOT, spec.MODE_SEALED)
@@ -171,10 +277,21 @@ class SnapshotLog:
         return snap
 
 
-def heads(snaps: Iterable[Snapshot]) -> set[str]:
-    """Snapshots no other snapshot names as prev: the tips of the history."""
+def heads(snaps: Iterable[Snapshot], ghosts: Iterable[Snapshot] = ()) -> set[str]:
+    """Snapshots no other snapshot follows: the tips of the history. ``ghosts`` (removed
+    snapshots as their removal records keep them) link it across what forget removed, so
+    forgetting a snapshot in the middle leaves one head, not two."""
     snaps = list(snaps)
-    referenced = {p.hex() for s in snaps for p in s.head.prev}
+    via = {g.id: g for g in ghosts}
+    referenced: set[str] = set()
+    todo = [p.hex() for s in snaps for p in s.head.prev]
+    while todo:
+        p = todo.pop()
+        if p not in referenced:
+            referenced.add(p)
+            g = via.get(p)
+            if g is not None:
+                todo.extend(q.hex() for q in g.head.prev)
     return {s.id for s in snaps} - referenced
 
 
@@ -204,4 +321,5 @@ def verify_chain(snaps: Sequence[Snapshot], removed: frozenset[str] = frozenset(
         raise errors[0]
 
 
-__all__ = ["CannotRead", "ChainGuard", "SnapshotLog", "chain_errors", "heads", "verify_chain"]
+__all__ = ["CannotRead", "ChainGuard", "Quarantined", "SnapshotLog", "chain_errors", "heads",
+           "latest", "verify_chain"]

@@ -34,6 +34,7 @@ from typing import Protocol
 
 from repofs import spec
 from repofs.model import DIR, FILE, SYMLINK, Entry, Snapshot
+from repofs.snapshots import latest
 from repofs.vfs.ahead import ReadAhead
 from repofs.vfs.decoder import Decoders
 from repofs.vfs.history import HistoryView, find
@@ -164,10 +165,13 @@ class SnapshotFS:
     # -- the snapshot list ------------------------------------------------------------
     def _list(self, old: Layout) -> Layout:
         snaps = self._source.snapshots.list()
-        if {s.id for s in snaps if s.body is not None} == set(old.by_id):
+        newest = latest([s for s in snaps if s.body is not None])  # may change with the clock
+        newest_id = newest.id if newest is not None else None
+        if {s.id for s in snaps if s.body is not None} == set(old.by_id) and \
+                newest_id == old.latest:
             return old
         self._source.load_index()  # blobs of new snapshots are in segments not read yet
-        return Layout(contexts(snaps, old.by_id), old.generation + 1)
+        return Layout(contexts(snaps, old.by_id), old.generation + 1, newest_id)
 
     def refresh(self, force: bool = False) -> Layout:
         """The current layout, re-listing snapshots at most every few seconds."""

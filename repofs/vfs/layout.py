@@ -59,8 +59,12 @@ def contexts(snaps: Iterable[Snapshot], known: Mapping[str, SnapCtx]) -> list[Sn
 class Layout:
     """The directories above the snapshots' trees, for one list of snapshots."""
 
-    def __init__(self, ctxs: Sequence[SnapCtx], generation: int = 0) -> None:
+    def __init__(self, ctxs: Sequence[SnapCtx], generation: int = 0,
+                 latest: str | None = None) -> None:
+        """``latest``: the id ``snapshots.latest`` chose (the one rule for it); no link
+        when it is None or not among ``ctxs``."""
         self.ctxs = tuple(ctxs)
+        self.latest = latest
         self.generation = generation  # tells memos of an older layout apart
         self.by_id = {c.id: c for c in ctxs}
         self.time_ns = max((c.time_ns for c in ctxs), default=0)
@@ -76,8 +80,8 @@ class Layout:
             for top, name in groups:
                 dirs[(top,)][name] = Virtual((top, name))
                 dirs.setdefault((top, name), {})[c.dirname] = Stored(c, c.root())
-        if ctxs:  # the list is oldest first, as SnapshotLog.list() sorts it
-            dirs[(SNAPSHOTS,)][LATEST] = Link(ctxs[-1].dirname)
+        if latest is not None and latest in self.by_id:
+            dirs[(SNAPSHOTS,)][LATEST] = Link(self.by_id[latest].dirname)
         self._names = {p: sorted(d) for p, d in dirs.items()}
         self._dirs = dirs
 

@@ -11,7 +11,7 @@ import pytest
 from repofs import forget, gc, keys, retention, signed, spec
 from repofs.checker import Checker
 from repofs.compression import Codec
-from repofs.errors import IntegrityError, NeedsDirectAccess, NotPermitted, PruneConflict
+from repofs.errors import NeedsDirectAccess, NotPermitted, PruneConflict
 from repofs.model import SnapshotBody
 from repofs.pack import BlobEntry, PackBuilder
 from repofs.prune import prune
@@ -196,15 +196,40 @@ def test_prune_needs_the_admin_key_and_direct_access(repo: Repository) -> None:
         prune(plain)
 
 
-def test_prune_refuses_a_damaged_snapshot(repo: Repository) -> None:
-    s1 = backup(repo, {"a": b"a"})
+def test_prune_deletes_no_data_while_a_snapshot_is_unreadable(repo: Repository) -> None:
+    """A damaged snapshot names no data: prune goes on (a warning) but condemns and deletes
+    nothing until an admin forgets the object by name; then it collects it."""
+    s1 = backup(repo, {"a": os.urandom(50_000)})
+    s2 = backup(repo, {"b": b"b"})
     path = repo.store.path(spec.NS_SNAPSHOTS, s1.id)
     path.chmod(0o640)
     data = bytearray(path.read_bytes())
     data[-1] ^= 1
     path.write_bytes(bytes(data))
-    with pytest.raises(IntegrityError):
-        prune(reopen(repo), grace_ns=0)
+    packs = sorted(repo.store.list(spec.NS_DATA))
+    opened = reopen(repo)
+    report = prune(opened, grace_ns=0)
+    assert len(report.notes) == 1 and s1.id in report.notes[0]
+    assert not report.condemned_packs and sorted(repo.store.list(spec.NS_DATA)) == packs
+    assert [d.object_id for d in opened.damage] == [s1.id]
+    forget.commit(opened, forget.plan_ids(opened, [s1.id[:12]]))
+    report = prune(reopen(repo), grace_ns=0)
+    assert report.deleted_snapshots == [s1.id] and report.deleted_packs and not report.notes
+    assert [s.id for s in reopen(repo).snapshots.list()] == [s2.id]
+
+
+def test_prune_goes_past_objects_planted_in_snapshots(repo: Repository) -> None:
+    """Bytes stored under their own name that do not decode were planted (a writer may add
+    objects): they name no data, so prune works as without them, naming them once."""
+    s1 = backup(repo, {"x": os.urandom(100_000)})
+    backup(repo, {"y": b"y"})
+    forget_ids(repo, s1.id)
+    junk = repo.put_object(spec.NS_SNAPSHOTS, b"fifteen bytes!!")
+    opened = reopen(repo)
+    report = prune(opened, grace_ns=0)
+    assert report.deleted_snapshots == [s1.id] and report.deleted_packs and not report.notes
+    assert [d.object_id for d in opened.damage] == [junk]
+    assert repo.store.exists(spec.NS_SNAPSHOTS, junk)  # only forget decides it goes
 
 
 def test_dry_run_changes_nothing(repo: Repository) -> None:

@@ -15,7 +15,7 @@ from repofs.envelope import HEADER_LEN
 from repofs.errors import AmbiguousSnapshot, IntegrityError, NameTaken, SnapshotNotFound
 from repofs.model import Snapshot, SnapshotBody, SnapshotHead, encode_body, encode_head
 from repofs.repository import Repository, _encode_config
-from repofs.snapshots import heads, verify_chain
+from repofs.snapshots import FUTURE_TOLERANCE_NS, heads, latest, verify_chain
 from repofs.store import LocalStore
 
 TREE = b"\x01" * 32
@@ -139,35 +139,56 @@ def test_fork_and_join(repo: Repository) -> None:
 
 
 # -- chain verification ----------------------------------------------------------------------------
-def test_missing_prev_is_detected_and_named(repo: Repository) -> None:
+def named(repo: Repository) -> dict[str, str]:
+    """What the repository's damage log named: object id -> detail and consequence."""
+    return {d.object_id: f"{d.detail} ({d.consequence})" for d in repo.damage}
+
+
+def test_missing_prev_is_named_and_the_rest_listed(repo: Repository) -> None:
     a = repo.snapshots.commit(body(), 1)
     b = repo.snapshots.commit(body(), 2)
     c = repo.snapshots.commit(body(), 3)
     remove(repo, b.id)
-    with pytest.raises(IntegrityError) as e:
-        repo.snapshots.list()
-    assert e.value.object_id == b.id and c.id in e.value.detail
-    assert "missing" in str(e.value)
-    assert a.id != b.id
+    assert [s.id for s in repo.snapshots.list()] == [a.id, c.id]
+    said = named(repo)
+    assert list(said) == [b.id] and f"missing, but snapshot {c.id}" in said[b.id]
+    assert "gap" in said[b.id]
 
 
-def test_missing_first_snapshot_is_detected(repo: Repository) -> None:
+def test_missing_first_snapshot_is_named(repo: Repository) -> None:
     a = repo.snapshots.commit(body(), 1)
-    repo.snapshots.commit(body(), 2)
+    b = repo.snapshots.commit(body(), 2)
     remove(repo, a.id)
-    with pytest.raises(IntegrityError, match=a.id):
-        repo.snapshots.list()
+    assert [s.id for s in repo.snapshots.list()] == [b.id]
+    assert "missing" in named(repo)[a.id]
 
 
-def test_seq_not_following_prev_is_detected(repo: Repository) -> None:
+def test_seq_not_following_prev_is_left_out(repo: Repository) -> None:
     a = repo.snapshots.commit(body(), 1)
     for seq in (0, a.head.seq):
         bad = write_snapshot(repo, SnapshotHead(seq=seq, prev=(bytes.fromhex(a.id),),
                                                 time_ns=seq + 5))
-        with pytest.raises(IntegrityError, match="seq does not follow") as e:
-            repo.snapshots.list()
-        assert e.value.object_id == bad
+        assert [s.id for s in repo.snapshots.list()] == [a.id]
+        assert "seq does not follow" in named(repo)[bad]
+        assert repo.snapshots.quarantined[bad].snapshot is not None
+        with pytest.raises(IntegrityError, match="seq does not follow"):
+            repo.snapshots.resolve(bad)
         remove(repo, bad)
+
+
+def test_a_commit_does_not_follow_what_was_left_out(repo: Repository) -> None:
+    """Garbage under its own name (what any writer can put) blocks nothing; the next commit
+    follows the real head, and the garbage is named once."""
+    a = repo.snapshots.commit(body(), 1)
+    junk = repo.put_object(spec.NS_SNAPSHOTS, b"garbage garbage")
+    b = repo.snapshots.commit(body(), 2)
+    assert b.head.prev == (bytes.fromhex(a.id),) and b.head.seq == 1
+    assert [s.id for s in repo.snapshots.list()] == [a.id, b.id]
+    assert [d.object_id for d in repo.damage] == [junk]
+    assert repo.snapshots.resolve("latest").id == b.id
+    for ref in (junk, junk[:10]):
+        with pytest.raises(IntegrityError, match=junk):
+            repo.snapshots.resolve(ref)
 
 
 def test_self_reference_is_detected() -> None:
@@ -222,8 +243,8 @@ def test_tampered_snapshot_file_is_named(repo: Repository) -> None:
     path.write_bytes(bytes(data))
     with pytest.raises(IntegrityError, match=f"snapshot {a.id}"):
         repo.snapshots.read(a.id)
-    with pytest.raises(IntegrityError, match=f"snapshot {a.id}"):
-        repo.snapshots.list()
+    assert repo.snapshots.list() == []
+    assert "content does not match its name" in named(repo)[a.id]
 
 
 def test_replayed_body_under_a_new_head(repo: Repository) -> None:
@@ -336,6 +357,18 @@ def test_latest_is_by_time_then_seq(history) -> None:
     repo = history[0]
     snaps = [fake("a" * 64, 5, 100), fake("b" * 64, 9, 50), fake("c" * 64, 6, 100)]
     assert repo.snapshots.resolve("latest", snaps) is snaps[2]
+    tie = [fake("e" * 64, 6, 100), fake("d" * 64, 6, 100)]  # then id: whatever the order
+    assert latest(tie) is latest(tie[::-1]) is tie[0]
+
+
+def test_latest_leaves_out_the_future_unless_all_are() -> None:
+    now = 10**18
+    ahead = now + FUTURE_TOLERANCE_NS + 1
+    snaps = [fake("a" * 64, 0, now - 5), fake("b" * 64, 1, ahead),
+             fake("c" * 64, 2, now + FUTURE_TOLERANCE_NS)]
+    assert latest(snaps, now) is snaps[2]
+    assert latest(snaps[1:2], now) is snaps[1]
+    assert latest([], now) is None
 
 
 def test_a_name_never_wins_over_a_prefix(history) -> None:
