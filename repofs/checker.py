@@ -25,9 +25,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from repofs import chain, crypto, signed, spec
+from repofs.blobtable import Location
 from repofs.envelope import HEADER_LEN, CannotRead
 from repofs.errors import IntegrityError
-from repofs.index import Location, decode_segment
+from repofs.index import decode_segment
 from repofs.model import DIR, FILE, Snapshot
 from repofs.pack import BlobEntry, open_blob, read_trailer
 from repofs.repository import Repository

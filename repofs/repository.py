@@ -17,6 +17,8 @@ from collections import OrderedDict
 from collections.abc import Iterator
 
 from repofs import crypto, keys, spec
+from repofs.blobcache import BlobCache
+from repofs.blobtable import BlobTable, Location
 from repofs.damage import DamageLog
 from repofs.envelope import HEADER_LEN, CannotRead, ObjectCipher, new_object, open_object
 from repofs.errors import (
@@ -28,7 +30,7 @@ from repofs.errors import (
     UnsupportedVersion,
     WrongPassphrase,
 )
-from repofs.index import BlobIndex, Location, decode_segment, encode_segment
+from repofs.index import decode_segment, encode_segment
 from repofs.location import RepoLocation, create_store, open_store
 from repofs.model import DIR, Entry, decode_tree
 from repofs.pack import BlobEntry, open_blob
@@ -61,7 +63,11 @@ class Repository:
         self.keys = master
         # what this command left out because it did not verify (repofs.damage)
         self.damage = DamageLog() if damage is None else damage
-        self.index = BlobIndex()
+        self.index = BlobTable()
+        # the table cached locally (repofs.blobcache); None: read every segment at open
+        self.index_cache: BlobCache | None = BlobCache.of(master.repo_id, master.shared_key)
+        self._cache_state = (0, 0)  # (table generation that is exactly the segments read,
+        #                              distinct blobs the cache held when loaded)
         self._id_keys = {t: keys.blob_id_key(master.id_key, t) for t in spec.BLOB_NAMES}
         self._ciphers: OrderedDict[str, ObjectCipher] = OrderedDict()
         self._trees: OrderedDict[bytes, list[Entry]] = OrderedDict()
@@ -161,7 +167,9 @@ class Repository:
     # -- index ---------------------------------------------------------------------------
     def load_index(self) -> None:
         """Read the index segments not read yet (again later: a mount sees new snapshots)."""
-        for name in sorted(self.store.list(spec.NS_INDEX)):
+        names = sorted(self.store.list(spec.NS_INDEX))
+        exact = self._index_from_cache(names)
+        for name in names:
             if name in self._segments:
                 continue
             data = self.get_verified(spec.NS_INDEX, name, "index segment")  # changed: refuse
@@ -181,6 +189,36 @@ class Repository:
             for pack, entries in packs:
                 self.index.add_pack(pack, entries)
             self._segments.add(name)
+        self._index_to_cache(exact)
+
+    def _index_from_cache(self, names: list[str]) -> bool:
+        """At the first load, take the table and the segments it holds from the local
+        cache. Whether the table holds exactly the segments read (nothing else added)."""
+        if self.index_cache is not None and not self._segments and not self.index.generation:
+            cached = self.index_cache.load(set(names))
+            if cached is not None:
+                self.index, held = cached
+                self._segments |= held
+                self._cache_state = (self.index.generation, len(self.index))
+        return self.index.generation == self._cache_state[0]
+
+    def _index_to_cache(self, exact: bool) -> None:
+        """Save the table when it grew enough since the cache: a few small segments are
+        cheaper to decode at each open than the whole table to write. Never when some
+        rows came from elsewhere (a session's own, check's, rows recovered from damage):
+        the cache must hold exactly the segments it names."""
+        gen, cached = self._cache_state
+        if (self.index_cache is None or not exact or self.damaged_segments
+                or self.index.generation == gen):
+            return
+        grown = len(self.index) - cached
+        if cached and grown < max(cached // 8, 1 << 16):
+            self._cache_state = (self.index.generation, cached)
+            return
+        saved = self.index_cache.save(self.index, self._segments)
+        if saved is not None:
+            self.index = saved
+        self._cache_state = (self.index.generation, len(self.index))
 
     def write_index_segment(self, packs: list[tuple[str, list[BlobEntry]]]) -> str:
         cipher = self.new_cipher(spec.KIND_INDEX, spec.MODE_SHARED)
