@@ -46,6 +46,7 @@ _VERSION = 1
 _MAC_LEN = 32
 _HEX = re.compile(r"[0-9a-f]{64}\Z")
 _READ = 16 << 20  # bytes hashed at a time
+MIN_GROWTH = 1 << 16  # new blobs (or an eighth of the cached ones) before the cache is rewritten
 
 
 def _pad(n: int) -> int:
@@ -63,6 +64,12 @@ class BlobCache:
     @classmethod
     def of(cls, repo_id: bytes, shared_key: bytes) -> BlobCache:
         return cls(cache_dir(repo_id.hex()) / "blobtable", repo_id, shared_key)
+
+    @staticmethod
+    def worth_saving(cached: int, now: int) -> bool:
+        """Whether a table of ``now`` blobs is worth writing over a cache of ``cached``: a
+        few small segments are cheaper to decode at each open than the table to write."""
+        return not cached or now - cached >= max(cached // 8, MIN_GROWTH)
 
     def load(self, listed: set[str]) -> tuple[BlobTable, frozenset[str]] | None:
         """The cached table and the segments it holds; None when there is none to use."""

@@ -203,16 +203,14 @@ class Repository:
         return self.index.generation == self._cache_state[0]
 
     def _index_to_cache(self, exact: bool) -> None:
-        """Save the table when it grew enough since the cache: a few small segments are
-        cheaper to decode at each open than the whole table to write. Never when some
+        """Save the table when it grew enough since the cache was loaded. Never when some
         rows came from elsewhere (a session's own, check's, rows recovered from damage):
         the cache must hold exactly the segments it names."""
         gen, cached = self._cache_state
         if (self.index_cache is None or not exact or self.damaged_segments
                 or self.index.generation == gen):
             return
-        grown = len(self.index) - cached
-        if cached and grown < max(cached // 8, 1 << 16):
+        if not self.index_cache.worth_saving(cached, len(self.index)):
             self._cache_state = (self.index.generation, cached)
             return
         saved = self.index_cache.save(self.index, self._segments)
