@@ -194,7 +194,9 @@ class Repository:
     def _index_from_cache(self, names: list[str]) -> bool:
         """At the first load, take the table and the segments it holds from the local
         cache. Whether the table holds exactly the segments read (nothing else added)."""
-        if self.index_cache is not None and not self._segments and not self.index.generation:
+        if self.index_cache is None:
+            return False
+        if not self._segments and not self.index.generation:
             cached = self.index_cache.load(set(names))
             if cached is not None:
                 self.index, held = cached
