@@ -52,6 +52,9 @@ COLUMNS: tuple[tuple[str, str, int], ...] = (
 )
 _ROW = struct.Struct("<BIHIII")  # an overlay row: type, pack no, nonce, offset, length, raw
 _MERGE_AT = 1 << 16  # overlay ids before a merge (or as many as the columns' rows)
+_BULK = 1024  # entries of one add_pack that go to the columns in one merge, not the overlay
+_FIELDS = np.dtype([("type", "u1"), ("pack", "<u4"), ("nonce", "<u2"), ("offset", "<u4"),
+                    ("length", "<u4"), ("raw_len", "<u4")])  # _ROW as numpy reads it
 
 Row = tuple[int, int, int, int, int, int]  # type, pack no, nonce, offset, length, raw length
 Columns = dict[str, npt.NDArray[np.generic]]
@@ -79,6 +82,7 @@ class BlobTable:
         self._packs: list[str] = []
         self._pack_no: dict[str, int] = {}
         self._over: dict[bytes, bytes] = {}  # id -> its overlay rows (_ROW), seen order
+        self._pending: list[Columns] = []  # whole packs added in bulk, merged at next query
         self._pairs = 0  # distinct (type, id) pairs
         self.generation = 0  # bumped by every add_pack: who added rows since a save?
         self._base(_empty(), None, 0)
@@ -125,22 +129,38 @@ class BlobTable:
 
     # -- the API of the dict it replaced ------------------------------------------------------
     def __len__(self) -> int:
+        if self._pending:
+            self._merge()
         return self._pairs
 
     def __contains__(self, blob_id: bytes) -> bool:
+        if self._pending:
+            self._merge()
         if blob_id in self._over:
             return True
         lo, hi = self._range(blob_id)
         return lo < hi
 
     def has(self, blob_id: bytes, blob_type: int) -> bool:
+        """The dedup question, asked once a chunk: kept to a few steps (``_range``, inline)."""
+        if self._pending:
+            self._merge()
         over = self._over.get(blob_id)
         if over is not None and any(over[i] == blob_type
                                     for i in range(0, len(over), _ROW.size)):
             return True
-        lo, hi = self._range(blob_id)
-        typev = self._typev
-        return any(typev[i] == blob_type for i in range(lo, hi))
+        n = self._n
+        if not n:
+            return False
+        key = int.from_bytes(blob_id[:8], "big")
+        slot = key >> self._shift
+        keyv, typev, tailv, tail = self._keyv, self._typev, self._tailv, blob_id[8:]
+        i = bisect_left(keyv, key, self._dirv[slot], self._dirv[slot + 1])
+        while i < n and keyv[i] == key:
+            if typev[i] == blob_type and tailv[i * 24:i * 24 + 24].tobytes() == tail:
+                return True
+            i += 1
+        return False
 
     def add_pack(self, pack: str, entries: Iterable[BlobEntry]) -> None:
         no = self._pack_no.get(pack)
@@ -148,10 +168,18 @@ class BlobTable:
             no = self._pack_no[pack] = len(self._packs)
             self._packs.append(pack)
         self.generation += 1
+        es = list(entries)
+        if self._pending or len(es) >= _BULK:  # a segment being loaded, a session's packs
+            if self._over:  # older than these rows: they go first
+                self._pending.append(self._overlay_columns())
+                self._over = {}
+            self._pending.append(_columns(no, es))
+            return
         over = self._over
-        for e in entries:
+        maybe = self._maybe_in_columns(es)
+        for e, seen in zip(es, maybe, strict=True):
             row = _ROW.pack(e.blob_type, no, e.nonce, e.offset, e.length, e.raw_len)
-            if e.blob_id not in over and not self._n:  # the common case: a new id
+            if not seen and e.blob_id not in over:  # the common case: a new id
                 over[e.blob_id] = row
                 self._pairs += 1
                 continue
@@ -165,6 +193,8 @@ class BlobTable:
             self._merge()
 
     def lookup(self, blob_id: bytes, blob_type: int) -> Location:
+        if self._pending:
+            self._merge()
         rows = self._rows(blob_id)
         name = spec.BLOB_NAMES.get(blob_type, "blob")
         if not rows:
@@ -182,6 +212,7 @@ class BlobTable:
 
     def entries(self) -> Iterator[tuple[str, BlobEntry]]:
         """(pack, entry) for every entry indexed, duplicates included (check --read-data)."""
+        self._merge()
         c = self._cols
         step = 1 << 16
         for start in range(0, self._n, step):
@@ -224,6 +255,18 @@ class BlobTable:
             i += 1
         return i, i
 
+    def _maybe_in_columns(self, es: list[BlobEntry]) -> list[bool]:
+        """For each entry, whether the columns hold its id's first 8 bytes: one vectorized
+        search for a whole pack, so adding new ids costs no binary search each."""
+        if not self._n or not es:
+            return [False] * len(es)
+        keys = np.fromiter((int.from_bytes(e.blob_id[:8], "big") for e in es),
+                           dtype=np.uint64, count=len(es))
+        col = self._cols["key"]
+        pos = np.minimum(np.searchsorted(col, keys), self._n - 1)
+        found: list[bool] = (col[pos] == keys).tolist()
+        return found
+
     def _rows(self, blob_id: bytes) -> list[Row]:
         """Every row of this id, both types, columns first then overlay: seen order."""
         lo, hi = self._range(blob_id)
@@ -254,37 +297,54 @@ class BlobTable:
     def _location(self, blob_id: bytes, r: Row) -> Location:
         return Location(self._packs[r[1]], BlobEntry(blob_id, r[0], r[2], r[3], r[4], r[5]))
 
-    def _merge(self) -> None:
-        """Fold the overlay into the columns: one sort, stable, so seen order is kept."""
-        if not self._over:
-            return
+    def _overlay_columns(self) -> Columns:
         ids = b"".join(blob_id * (len(rows) // _ROW.size) for blob_id, rows in self._over.items())
-        rows = np.frombuffer(b"".join(self._over.values()), dtype=np.dtype([
-            ("type", "u1"), ("pack", "<u4"), ("nonce", "<u2"), ("offset", "<u4"),
-            ("length", "<u4"), ("raw_len", "<u4")]))
-        idcol = np.frombuffer(ids, dtype=np.uint8).reshape(-1, 32)
-        new: Columns = {"key": idcol[:, :8].copy().view(">u8").reshape(-1).astype("<u8"),
-                        "tail": idcol[:, 8:]}
-        for name, typ, _ in COLUMNS[2:]:
-            new[name] = rows[name].astype(typ)
-        cols = {name: np.concatenate([self._cols[name], new[name]]) for name, _, _ in COLUMNS}
+        rows = np.frombuffer(b"".join(self._over.values()), dtype=_FIELDS)
+        return _id_columns(ids, rows)
+
+    def _merge(self) -> None:
+        """Fold the overlay and the pending packs into the columns: one stable sort, so
+        seen order is kept; then a place equal to the first of its (type, id) is dropped."""
+        if not self._over and not self._pending:
+            return
+        parts = [self._cols, *([self._overlay_columns()] if self._over else []), *self._pending]
+        cols = {name: np.concatenate([p[name] for p in parts]) for name, _, _ in COLUMNS}
+        self._over, self._pending = {}, []
+        key, typ = cols["key"], cols["type"]
         tail = np.ascontiguousarray(cols["tail"]).view(">u8")
-        order = np.lexsort((cols["type"], tail[:, 2], tail[:, 1], tail[:, 0], cols["key"]))
+        order = np.lexsort((typ, tail[:, 2], tail[:, 1], tail[:, 0], key))
         cols = {name: a[order] for name, a in cols.items()}
-        self._over = {}
+        key, typ = cols["key"], cols["type"]
+        tail = cols["tail"].view(">u8")
+        n = len(key)
+        start = np.ones(n, dtype=bool)  # the first row of its (type, id)
+        start[1:] = ((key[1:] != key[:-1]) | (typ[1:] != typ[:-1])
+                     | (tail[1:] != tail[:-1]).any(axis=1))
+        first = np.maximum.accumulate(np.where(start, np.arange(n), 0))
+        same = np.ones(n, dtype=bool)
+        for name, _, _ in COLUMNS[3:]:
+            same &= cols[name] == cols[name][first]
+        keep = start | ~same
+        if not keep.all():
+            cols = {name: a[keep] for name, a in cols.items()}
         self._pairs = 0
-        self._base(cols, None, _count_pairs(cols))
+        self._base(cols, None, int(start.sum()))
 
 
-def _count_pairs(cols: Columns) -> int:
-    n = len(cols["key"])
-    if not n:
-        return 0
-    tail = cols["tail"]
-    new = np.ones(n, dtype=bool)
-    new[1:] = ((cols["key"][1:] != cols["key"][:-1]) | (cols["type"][1:] != cols["type"][:-1])
-               | (tail[1:] != tail[:-1]).any(axis=1))
-    return int(new.sum())
+def _id_columns(ids: bytes, rows: npt.NDArray[np.void]) -> Columns:
+    idcol = np.frombuffer(ids, dtype=np.uint8).reshape(-1, 32)
+    cols: Columns = {"key": idcol[:, :8].copy().view(">u8").reshape(-1).astype("<u8"),
+                     "tail": idcol[:, 8:]}
+    for name, typ, _ in COLUMNS[2:]:
+        cols[name] = rows[name].astype(typ)
+    return cols
+
+
+def _columns(no: int, es: list[BlobEntry]) -> Columns:
+    """A pack's entries as columns (not sorted yet)."""
+    rows = np.array([(e.blob_type, no, e.nonce, e.offset, e.length, e.raw_len) for e in es],
+                    dtype=_FIELDS)
+    return _id_columns(b"".join(e.blob_id for e in es), rows)
 
 
 __all__ = ["COLUMNS", "BlobTable", "Location", "column_sizes", "directory_bits"]

@@ -137,6 +137,9 @@ rows = st.builds(BlobEntry, blob_id=ids, blob_type=st.sampled_from([spec.BLOB_DA
                  length=st.sampled_from([17, 100]), raw_len=st.sampled_from([0, 5]))
 
 
+BULK, MERGE_AT = blobtable._BULK, blobtable._MERGE_AT
+
+
 class SameAnswers(RuleBasedStateMachine):
     """Random adds (planted duplicates, both types on one id, the same place again),
     merges and remaps: after each step, every question gets the reference's answer."""
@@ -154,6 +157,14 @@ class SameAnswers(RuleBasedStateMachine):
     @rule()
     def remap(self) -> None:
         self.table = remapped(self.table)
+
+    @rule(bulk=st.sampled_from([1, 3, 1024]), merge_at=st.sampled_from([2, 1 << 16]))
+    def thresholds(self, bulk: int, merge_at: int) -> None:
+        """Whole packs to the columns (bulk) or to the overlay; small or large overlays."""
+        blobtable._BULK, blobtable._MERGE_AT = bulk, merge_at
+
+    def teardown(self) -> None:
+        blobtable._BULK, blobtable._MERGE_AT = BULK, MERGE_AT
 
     @invariant()
     def same_answers(self) -> None:
@@ -176,7 +187,7 @@ class SameAnswers(RuleBasedStateMachine):
                 assert got == want
 
 
-SameAnswers.TestCase.settings = settings(max_examples=150, stateful_step_count=12,
+SameAnswers.TestCase.settings = settings(max_examples=200, stateful_step_count=14,
                                          deadline=None)
 test_same_answers_as_the_reference = SameAnswers.TestCase
 
