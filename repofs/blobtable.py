@@ -24,6 +24,7 @@ first one dropped, so a planted entry cannot hide the real blob.
 from __future__ import annotations
 
 import struct
+import threading
 from bisect import bisect_left
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -75,6 +76,54 @@ def _empty() -> Columns:
     return {name: np.zeros((0, w) if w > 1 else 0, dtype=t) for name, t, w in COLUMNS}
 
 
+class _Sorted:
+    """The columns and what searches them, swapped whole by a merge: a reader in another
+    thread (the mount reads while it refreshes) takes them once and sees one version."""
+
+    __slots__ = ("cols", "directory", "dirv", "keyv", "n", "shift", "tailv", "typev")
+
+    def __init__(self, cols: Columns, directory: npt.NDArray[np.uint64] | None) -> None:
+        self.cols = cols
+        self.n = n = len(cols["key"])
+        k = directory_bits(n)
+        if directory is None:
+            starts = np.arange(1 << k, dtype=np.uint64) << np.uint64(64 - k) if k else \
+                np.zeros(1, dtype=np.uint64)
+            directory = np.append(np.searchsorted(cols["key"], starts), n).astype("<u8")
+        self.directory = directory
+        self.shift = 64 - k
+        self.keyv = cols["key"].data
+        self.dirv = directory.data
+        self.tailv = cols["tail"].reshape(-1).data
+        self.typev = cols["type"].data
+
+    def range(self, blob_id: bytes) -> tuple[int, int]:
+        """The rows holding this id: [lo, hi)."""
+        n = self.n
+        if not n:
+            return 0, 0
+        key = int.from_bytes(blob_id[:8], "big")
+        slot = key >> self.shift
+        keyv, tailv, tail = self.keyv, self.tailv, blob_id[8:]
+        i = bisect_left(keyv, key, self.dirv[slot], self.dirv[slot + 1])
+        while i < n and keyv[i] == key:
+            t = tailv[i * 24:i * 24 + 24].tobytes()
+            if t == tail:
+                j = i + 1
+                while j < n and keyv[j] == key and tailv[j * 24:j * 24 + 24] == tail:
+                    j += 1
+                return i, j
+            if t > tail:
+                break
+            i += 1
+        return i, i
+
+    def row(self, i: int) -> Row:
+        c = self.cols
+        return (int(c["type"][i]), int(c["pack"][i]), int(c["nonce"][i]), int(c["offset"][i]),
+                int(c["length"][i]), int(c["raw_len"][i]))
+
+
 class BlobTable:
     """(type, id) -> places: the union of every segment read plus what this session wrote."""
 
@@ -85,6 +134,7 @@ class BlobTable:
         self._pending: list[Columns] = []  # whole packs added in bulk, merged at next query
         self._pairs = 0  # distinct (type, id) pairs
         self.generation = 0  # bumped by every add_pack: who added rows since a save?
+        self._lock = threading.RLock()  # one writer or merger at a time; readers take none
         self._base(_empty(), None, 0)
 
     # -- building --------------------------------------------------------------------------
@@ -105,27 +155,16 @@ class BlobTable:
 
     def _base(self, cols: Columns, directory: npt.NDArray[np.uint64] | None,
               pairs: int) -> None:
-        self._cols = cols
-        self._n = n = len(cols["key"])
-        k = directory_bits(n)
-        if directory is None:
-            starts = np.arange(1 << k, dtype=np.uint64) << np.uint64(64 - k) if k else \
-                np.zeros(1, dtype=np.uint64)
-            directory = np.append(np.searchsorted(cols["key"], starts), n).astype("<u8")
-        self._dir = directory
-        self._shift = 64 - k
+        self._s = _Sorted(cols, directory)
         self._pairs += pairs
-        self._keyv = cols["key"].data
-        self._dirv = directory.data
-        self._tailv = cols["tail"].reshape(-1).data
-        self._typev = cols["type"].data
 
     def export(self) -> tuple[list[str], int, list[memoryview]]:
         """(packs, distinct pairs, buffers): everything merged into columns, for a cache."""
         self._merge()
-        bufs = [np.ascontiguousarray(self._cols[name]).reshape(-1).data.cast("B")
+        s = self._s
+        bufs = [np.ascontiguousarray(s.cols[name]).reshape(-1).data.cast("B")
                 for name, _, _ in COLUMNS]
-        return list(self._packs), self._pairs, [*bufs, self._dir.data.cast("B")]
+        return list(self._packs), self._pairs, [*bufs, s.directory.data.cast("B")]
 
     # -- the API of the dict it replaced ------------------------------------------------------
     def __len__(self) -> int:
@@ -138,24 +177,25 @@ class BlobTable:
             self._merge()
         if blob_id in self._over:
             return True
-        lo, hi = self._range(blob_id)
+        lo, hi = self._s.range(blob_id)
         return lo < hi
 
     def has(self, blob_id: bytes, blob_type: int) -> bool:
-        """The dedup question, asked once a chunk: kept to a few steps (``_range``, inline)."""
+        """The dedup question, asked once a chunk: ``_Sorted.range`` inline, in few steps."""
         if self._pending:
             self._merge()
         over = self._over.get(blob_id)
         if over is not None and any(over[i] == blob_type
                                     for i in range(0, len(over), _ROW.size)):
             return True
-        n = self._n
+        s = self._s
+        n = s.n
         if not n:
             return False
         key = int.from_bytes(blob_id[:8], "big")
-        slot = key >> self._shift
-        keyv, typev, tailv, tail = self._keyv, self._typev, self._tailv, blob_id[8:]
-        i = bisect_left(keyv, key, self._dirv[slot], self._dirv[slot + 1])
+        slot = key >> s.shift
+        keyv, typev, tailv, tail = s.keyv, s.typev, s.tailv, blob_id[8:]
+        i = bisect_left(keyv, key, s.dirv[slot], s.dirv[slot + 1])
         while i < n and keyv[i] == key:
             if typev[i] == blob_type and tailv[i * 24:i * 24 + 24].tobytes() == tail:
                 return True
@@ -163,12 +203,16 @@ class BlobTable:
         return False
 
     def add_pack(self, pack: str, entries: Iterable[BlobEntry]) -> None:
+        es = list(entries)
+        with self._lock:
+            self._add(pack, es)
+
+    def _add(self, pack: str, es: list[BlobEntry]) -> None:
         no = self._pack_no.get(pack)
         if no is None:
             no = self._pack_no[pack] = len(self._packs)
             self._packs.append(pack)
         self.generation += 1
-        es = list(entries)
         if self._pending or len(es) >= _BULK:  # a segment being loaded, a session's packs
             if self._over:  # older than these rows: they go first
                 self._pending.append(self._overlay_columns())
@@ -189,7 +233,7 @@ class BlobTable:
             if first is None:
                 self._pairs += 1
             over[e.blob_id] = over.get(e.blob_id, b"") + row
-        if len(over) >= max(_MERGE_AT, self._n):
+        if len(over) >= max(_MERGE_AT, self._s.n):
             self._merge()
 
     def lookup(self, blob_id: bytes, blob_type: int) -> Location:
@@ -213,9 +257,9 @@ class BlobTable:
     def entries(self) -> Iterator[tuple[str, BlobEntry]]:
         """(pack, entry) for every entry indexed, duplicates included (check --read-data)."""
         self._merge()
-        c = self._cols
+        c = self._s.cols
         step = 1 << 16
-        for start in range(0, self._n, step):
+        for start in range(0, self._s.n, step):
             part = slice(start, start + step)
             keys = c["key"][part].tolist()
             tails = c["tail"][part].tobytes()
@@ -234,46 +278,24 @@ class BlobTable:
         return iter(self._packs)
 
     # -- inside --------------------------------------------------------------------------------
-    def _range(self, blob_id: bytes) -> tuple[int, int]:
-        """The rows of the columns holding this id: [lo, hi)."""
-        n = self._n
-        if not n:
-            return 0, 0
-        key = int.from_bytes(blob_id[:8], "big")
-        slot = key >> self._shift
-        keyv, tailv, tail = self._keyv, self._tailv, blob_id[8:]
-        i = bisect_left(keyv, key, self._dirv[slot], self._dirv[slot + 1])
-        while i < n and keyv[i] == key:
-            t = tailv[i * 24:i * 24 + 24].tobytes()
-            if t == tail:
-                j = i + 1
-                while j < n and keyv[j] == key and tailv[j * 24:j * 24 + 24] == tail:
-                    j += 1
-                return i, j
-            if t > tail:
-                break
-            i += 1
-        return i, i
-
     def _maybe_in_columns(self, es: list[BlobEntry]) -> list[bool]:
         """For each entry, whether the columns hold its id's first 8 bytes: one vectorized
         search for a whole pack, so adding new ids costs no binary search each."""
-        if not self._n or not es:
+        n = self._s.n
+        if not n or not es:
             return [False] * len(es)
         keys = np.fromiter((int.from_bytes(e.blob_id[:8], "big") for e in es),
                            dtype=np.uint64, count=len(es))
-        col = self._cols["key"]
-        pos = np.minimum(np.searchsorted(col, keys), self._n - 1)
+        col = self._s.cols["key"]
+        pos = np.minimum(np.searchsorted(col, keys), n - 1)
         found: list[bool] = (col[pos] == keys).tolist()
         return found
 
     def _rows(self, blob_id: bytes) -> list[Row]:
         """Every row of this id, both types, columns first then overlay: seen order."""
-        lo, hi = self._range(blob_id)
-        c = self._cols
-        rows: list[Row] = [
-            (int(c["type"][i]), int(c["pack"][i]), int(c["nonce"][i]), int(c["offset"][i]),
-             int(c["length"][i]), int(c["raw_len"][i])) for i in range(lo, hi)]
+        s = self._s
+        lo, hi = s.range(blob_id)
+        rows = [s.row(i) for i in range(lo, hi)]
         over = self._over.get(blob_id)
         if over is not None:
             rows.extend(_ROW.iter_unpack(over))
@@ -281,17 +303,9 @@ class BlobTable:
 
     def _first(self, blob_id: bytes, blob_type: int) -> bytes | None:
         """The first row of this (type, id), packed as an overlay row, or None."""
-        lo, hi = self._range(blob_id)
-        for i in range(lo, hi):
-            if self._typev[i] == blob_type:
-                c = self._cols
-                return _ROW.pack(blob_type, int(c["pack"][i]), int(c["nonce"][i]),
-                                 int(c["offset"][i]), int(c["length"][i]),
-                                 int(c["raw_len"][i]))
-        over = self._over.get(blob_id, b"")
-        for i in range(0, len(over), _ROW.size):
-            if over[i] == blob_type:
-                return over[i:i + _ROW.size]
+        for r in self._rows(blob_id):
+            if r[0] == blob_type:
+                return _ROW.pack(*r)
         return None
 
     def _location(self, blob_id: bytes, r: Row) -> Location:
@@ -304,31 +318,40 @@ class BlobTable:
 
     def _merge(self) -> None:
         """Fold the overlay and the pending packs into the columns: one stable sort, so
-        seen order is kept; then a place equal to the first of its (type, id) is dropped."""
-        if not self._over and not self._pending:
-            return
-        parts = [self._cols, *([self._overlay_columns()] if self._over else []), *self._pending]
-        cols = {name: np.concatenate([p[name] for p in parts]) for name, _, _ in COLUMNS}
-        self._over, self._pending = {}, []
-        key, typ = cols["key"], cols["type"]
-        tail = np.ascontiguousarray(cols["tail"]).view(">u8")
-        order = np.lexsort((typ, tail[:, 2], tail[:, 1], tail[:, 0], key))
-        cols = {name: a[order] for name, a in cols.items()}
-        key, typ = cols["key"], cols["type"]
-        tail = cols["tail"].view(">u8")
-        n = len(key)
-        start = np.ones(n, dtype=bool)  # the first row of its (type, id)
-        start[1:] = ((key[1:] != key[:-1]) | (typ[1:] != typ[:-1])
-                     | (tail[1:] != tail[:-1]).any(axis=1))
-        first = np.maximum.accumulate(np.where(start, np.arange(n), 0))
-        same = np.ones(n, dtype=bool)
-        for name, _, _ in COLUMNS[3:]:
-            same &= cols[name] == cols[name][first]
-        keep = start | ~same
-        if not keep.all():
-            cols = {name: a[keep] for name, a in cols.items()}
-        self._pairs = 0
-        self._base(cols, None, int(start.sum()))
+        seen order is kept; then a place equal to the first of its (type, id) is dropped.
+        The new columns are in place before the overlay is emptied: a reader in another
+        thread sees every row at every moment (some twice, which changes no answer)."""
+        with self._lock:
+            if not self._over and not self._pending:
+                return
+            parts = [self._s.cols, *([self._overlay_columns()] if self._over else []),
+                     *self._pending]
+            cols, pairs = _merged(parts)
+            self._s = _Sorted(cols, None)
+            self._pairs = pairs
+            self._over, self._pending = {}, []
+
+
+def _merged(parts: list[Columns]) -> tuple[Columns, int]:
+    """The rows of ``parts`` (in seen order) sorted by (id, type), stable, without the
+    places equal to the first of their (type, id); and how many (type, id) pairs."""
+    cols = {name: np.concatenate([p[name] for p in parts]) for name, _, _ in COLUMNS}
+    tail = np.ascontiguousarray(cols["tail"]).view(">u8")
+    order = np.lexsort((cols["type"], tail[:, 2], tail[:, 1], tail[:, 0], cols["key"]))
+    cols = {name: a[order] for name, a in cols.items()}
+    key, typ, tail = cols["key"], cols["type"], cols["tail"].view(">u8")
+    n = len(key)
+    start = np.ones(n, dtype=bool)  # the first row of its (type, id)
+    start[1:] = ((key[1:] != key[:-1]) | (typ[1:] != typ[:-1])
+                 | (tail[1:] != tail[:-1]).any(axis=1))
+    first = np.maximum.accumulate(np.where(start, np.arange(n), 0))
+    same = np.ones(n, dtype=bool)
+    for name, _, _ in COLUMNS[3:]:
+        same &= cols[name] == cols[name][first]
+    keep = start | ~same
+    if not keep.all():
+        cols = {name: a[keep] for name, a in cols.items()}
+    return cols, int(start.sum())
 
 
 def _id_columns(ids: bytes, rows: npt.NDArray[np.void]) -> Columns:

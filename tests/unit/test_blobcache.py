@@ -217,3 +217,15 @@ def test_a_planted_segment_is_reported_at_every_open(repo: Repository) -> None:
         r, read = reopen(repo)
         assert planted in r.damaged_segments and len(read) == SEGMENTS + 1
         assert [d.object_id for d in r.damage] == [planted]
+
+
+def test_the_table_is_a_shared_mapping_of_the_cache_file(repo: Repository) -> None:
+    """Cold (just written) and warm, the table's columns are the cache file mapped shared,
+    read only: forked mount decoders use the same pages, copying nothing."""
+    for _ in range(2):
+        r, _ = reopen(repo)
+        col = r.index._s.cols["key"]
+        assert not col.flags.owndata and not col.flags.writeable
+        maps = Path("/proc/self/maps").read_text()
+        assert any(line.split()[1].startswith("r--s") and line.endswith(str(cache_file(repo)))
+                   for line in maps.splitlines())

@@ -202,9 +202,9 @@ def test_many_rows_merge_and_stay_found(monkeypatch: pytest.MonkeyPatch) -> None
     for i in range(0, 3000, 100):
         t.add_pack(f"{i:064x}", es[i:i + 100])
         ref.add_pack(f"{i:064x}", es[i:i + 100])
-    assert t._n >= 1024  # merged on the way
+    assert t._s.n >= 1024  # merged on the way
     t = remapped(t)
-    assert t._n == 3000 and blobtable.directory_bits(t._n) == 8
+    assert t._s.n == 3000 and blobtable.directory_bits(t._s.n) == 8
     for e in es:
         assert t.locations(e.blob_id, e.blob_type) == ref.locations(e.blob_id, e.blob_type)
     assert not t.has(b"\xfe" * 32, spec.BLOB_DATA) and b"\xfe" * 32 not in t
