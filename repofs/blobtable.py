@@ -213,7 +213,9 @@ class BlobTable:
             no = self._pack_no[pack] = len(self._packs)
             self._packs.append(pack)
         self.generation += 1
-        if self._pending or len(es) >= _BULK:  # a segment being loaded, a session's packs
+        # Segments loaded at open go to the columns in one merge; a few packs more into big
+        # columns (the mount's refresh) go to the overlay: no re-sort of everything for them.
+        if self._pending or len(es) >= max(_BULK, self._s.n // 64):
             if self._over:  # older than these rows: they go first
                 self._pending.append(self._overlay_columns())
                 self._over = {}
