@@ -62,8 +62,12 @@ class BlobCache:
         self._key = crypto.hkdf(shared_key, repo_id, b"repofs v1 local blob table cache")
 
     @classmethod
-    def of(cls, repo_id: bytes, shared_key: bytes) -> BlobCache:
-        return cls(cache_dir(repo_id.hex()) / "blobtable", repo_id, shared_key)
+    def of(cls, repo_id: bytes, shared_key: bytes) -> BlobCache | None:
+        """The cache of this repository for this user; None without a home to keep it in."""
+        try:
+            return cls(cache_dir(repo_id.hex()) / "blobtable", repo_id, shared_key)
+        except (RuntimeError, KeyError):  # no $HOME and no password entry (a bare service)
+            return None
 
     @staticmethod
     def worth_saving(cached: int, now: int) -> bool:

@@ -340,7 +340,10 @@ def _merged(parts: list[Columns]) -> tuple[Columns, int]:
     cols = {name: np.concatenate([p[name] for p in parts]) for name, _, _ in COLUMNS}
     tail = np.ascontiguousarray(cols["tail"]).view(">u8")
     order = np.lexsort((cols["type"], tail[:, 2], tail[:, 1], tail[:, 0], cols["key"]))
-    cols = {name: a[order] for name, a in cols.items()}
+    del tail
+    for name in list(cols):  # one column at a time: the peak is one column more, not all
+        cols[name] = cols[name][order]
+    del order
     key, typ, tail = cols["key"], cols["type"], cols["tail"].view(">u8")
     n = len(key)
     start = np.ones(n, dtype=bool)  # the first row of its (type, id)
@@ -351,8 +354,10 @@ def _merged(parts: list[Columns]) -> tuple[Columns, int]:
     for name, _, _ in COLUMNS[3:]:
         same &= cols[name] == cols[name][first]
     keep = start | ~same
+    del first, same
     if not keep.all():
-        cols = {name: a[keep] for name, a in cols.items()}
+        for name in list(cols):
+            cols[name] = cols[name][keep]
     return cols, int(start.sum())
 
 
