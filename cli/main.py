@@ -10,6 +10,7 @@ command that printed a warning never exits 0.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import traceback
@@ -68,7 +69,18 @@ for module in (cmd_init, cmd_create, cmd_read, cmd_restore, cmd_mount, cmd_serve
         cli.add_command(command)
 
 
+class _Notes(logging.Handler):
+    """What the library logs about local caches (an index cache ignored and rebuilt):
+    shown as notes, since it costs time, never correctness, and leaves the exit status."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        output.note(record.getMessage())
+
+
 def main() -> None:
+    cache_log = logging.getLogger("repofs.blobcache")
+    cache_log.addHandler(_Notes(logging.WARNING))
+    cache_log.propagate = False
     try:
         rc = cli.main(standalone_mode=False)
     except click.exceptions.Abort:

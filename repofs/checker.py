@@ -29,9 +29,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from repofs import chain, keys, recovery, restorable, signed, spec
+from repofs.blobtable import Location
 from repofs.envelope import CannotRead
 from repofs.errors import BadEntry, BadKeyFile, IntegrityError
-from repofs.index import Location
 from repofs.model import DIR, Entry, Snapshot
 from repofs.packcheck import Place, check_pack, place
 from repofs.repository import Repository

@@ -55,6 +55,20 @@ def keyed_id(key: bytes, data: bytes | memoryview) -> bytes:
     return blake3.blake3(data, key=key).digest()
 
 
+class KeyedDigest:
+    """Keyed BLAKE3 of bytes fed piece by piece: the MAC of a local cache file
+    (``blobcache``), hashed as it is read or written, never held whole."""
+
+    def __init__(self, key: bytes) -> None:
+        self._h = blake3.blake3(key=key, max_threads=blake3.blake3.AUTO)
+
+    def update(self, data: bytes | memoryview) -> None:
+        self._h.update(data)
+
+    def digest(self) -> bytes:
+        return self._h.digest()
+
+
 def keyed_stream(key: bytes, context: bytes, length: int) -> bytes:
     """A keyed pseudo-random byte stream (BLAKE3 XOF), e.g. to shuffle the chunker table."""
     return blake3.blake3(context, key=key).digest(length=length)

@@ -16,9 +16,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 
 from repofs import crypto, spec
+from repofs.blobtable import Location
 from repofs.envelope import HEADER_LEN
 from repofs.errors import IntegrityError, Unreadable
-from repofs.index import Location
 from repofs.pack import BlobEntry, open_blob, read_trailer
 from repofs.repository import Repository
 

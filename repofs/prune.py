@@ -28,9 +28,9 @@ from dataclasses import dataclass, field
 
 from repofs import gc, signed, spec
 from repofs.adminstore import DeletingStore
+from repofs.blobtable import Location
 from repofs.compression import Codec
 from repofs.errors import IntegrityError, NeedsDirectAccess, NotPermitted
-from repofs.index import Location
 from repofs.model import Snapshot
 from repofs.pack import BlobEntry
 from repofs.repository import Repository

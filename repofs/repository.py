@@ -18,6 +18,8 @@ from collections.abc import Container, Iterator
 from dataclasses import dataclass
 
 from repofs import crypto, keys, recovery, signed, spec
+from repofs.blobcache import BlobCache
+from repofs.blobtable import BlobTable, Location
 from repofs.damage import DamageLog
 from repofs.envelope import HEADER_LEN, CannotRead, ObjectCipher, new_object, open_object
 from repofs.errors import (
@@ -30,7 +32,7 @@ from repofs.errors import (
     UnsupportedVersion,
     WrongPassphrase,
 )
-from repofs.index import BlobIndex, Location, decode_segment, encode_segment
+from repofs.index import decode_segment, encode_segment
 from repofs.location import RepoLocation, create_store, open_store
 from repofs.model import DIR, Entry, decode_tree
 from repofs.pack import BlobEntry, open_blob
@@ -72,7 +74,11 @@ class Repository:
         self.keys = master
         # what this command left out because it did not verify (repofs.damage)
         self.damage = DamageLog() if damage is None else damage
-        self.index = BlobIndex()
+        self.index = BlobTable()
+        # the table cached locally (repofs.blobcache); None: read every segment at open
+        self.index_cache: BlobCache | None = BlobCache.of(master.repo_id, master.shared_key)
+        self._cache_state = (0, 0)  # (table generation that is exactly the segments read,
+        #                              distinct blobs the cache held when loaded)
         self._id_keys = {t: keys.blob_id_key(master.id_key, t) for t in spec.BLOB_NAMES}
         self._ciphers: OrderedDict[str, ObjectCipher] = OrderedDict()
         self._trees: OrderedDict[bytes, tuple[list[Entry], list[BadEntry]]] = OrderedDict()
@@ -193,11 +199,13 @@ class Repository:
                            self.keys.reader, mode)
 
     # -- index ---------------------------------------------------------------------------
-    def segments(self, skip: Container[str] = ()) -> Iterator[Segment]:
-        """Every index segment in storage (but those in ``skip``), each read and verified:
-        its packs, or the error that makes it unusable. The one loop that reads segments
-        (load_index, gc, check); what to do with a damaged one is the caller's."""
-        for name in sorted(self.store.list(spec.NS_INDEX)):
+    def segments(self, skip: Container[str] = (),
+                 names: list[str] | None = None) -> Iterator[Segment]:
+        """Every index segment in storage (or of ``names``) but those in ``skip``, each read
+        and verified: its packs, or the error that makes it unusable. The one loop that
+        reads segments (load_index, gc, check); what to do with a damaged one is the
+        caller's."""
+        for name in sorted(self.store.list(spec.NS_INDEX)) if names is None else names:
             if name in skip:
                 continue
             try:
@@ -217,8 +225,10 @@ class Repository:
         usable segment again (``repair``, or the next ``create``), nothing was lost and
         readers stay quiet about it; ``check`` names it until an admin removes it.
         """
+        names = sorted(self.store.list(spec.NS_INDEX))
+        exact = self._index_from_cache(names)
         fresh: list[Segment] = []
-        for seg in self.segments(self._segments):
+        for seg in self.segments(self._segments, names):
             self._segments.add(seg.name)
             if seg.error is not None:
                 self.damaged_segments[seg.name] = seg.error
@@ -226,6 +236,7 @@ class Repository:
                 continue
             for pack, entries in seg.packs:
                 self.index.add_pack(pack, entries)
+        self._index_to_cache(exact)
         if not fresh:
             return
         found = self.recover_locations(again=True)
@@ -281,6 +292,35 @@ class Repository:
                                "located from the packs themselves; repofs repair lists them "
                                "in a new index segment")
         return True
+
+    def _index_from_cache(self, names: list[str]) -> bool:
+        """At the first load, take the table and the segments it holds from the local
+        cache. Whether the table holds exactly the segments read (nothing else added)."""
+        if self.index_cache is None:
+            return False
+        if not self._segments and not self.index.generation:
+            cached = self.index_cache.load(set(names))
+            if cached is not None:
+                self.index, held = cached
+                self._segments |= held
+                self._cache_state = (self.index.generation, len(self.index))
+        return self.index.generation == self._cache_state[0]
+
+    def _index_to_cache(self, exact: bool) -> None:
+        """Save the table when it grew enough since the cache was loaded. Never when some
+        rows came from elsewhere (a session's own, check's, rows recovered from damage):
+        the cache must hold exactly the segments it names."""
+        gen, cached = self._cache_state
+        if (self.index_cache is None or not exact or self.damaged_segments
+                or self.index.generation == gen):
+            return
+        if not self.index_cache.worth_saving(cached, len(self.index)):
+            self._cache_state = (self.index.generation, cached)
+            return
+        saved = self.index_cache.save(self.index, self._segments)
+        if saved is not None:
+            self.index = saved
+        self._cache_state = (self.index.generation, len(self.index))
 
     def write_index_segment(self, packs: list[tuple[str, list[BlobEntry]]]) -> str:
         cipher = self.new_cipher(spec.KIND_INDEX, spec.MODE_SHARED)

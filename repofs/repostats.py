@@ -24,9 +24,9 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from repofs import spec
+from repofs.blobtable import BlobTable
 from repofs.damage import DamageLog
 from repofs.errors import IntegrityError
-from repofs.index import BlobIndex
 from repofs.model import DIR, FILE, Entry, Snapshot
 from repofs.store import WriterStore
 from repofs.treewalk import load, too_deep
@@ -34,7 +34,7 @@ from repofs.treewalk import load, too_deep
 
 class _Repo(Protocol):
     damage: DamageLog
-    index: BlobIndex
+    index: BlobTable
     store: WriterStore
 
     def load_tree(self, tree_id: bytes) -> list[Entry]: ...

@@ -1,4 +1,4 @@
-"""index: sealed index segments and the in-memory blob index."""
+"""index: sealed index segments (the table they fill is test_blobtable.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from repofs import crypto, spec
 from repofs.envelope import HEADER_LEN, new_object, open_object
 from repofs.errors import IntegrityError
-from repofs.index import BlobIndex, Location, decode_segment, encode_segment
+from repofs.index import decode_segment, encode_segment
 from repofs.pack import BlobEntry
 
 PAIR = crypto.X25519Pair(crypto.X25519Pair.generate_private())
@@ -139,92 +139,3 @@ def test_any_authenticated_record_gives_entries_or_integrity_error(record: objec
     for pack, es in out:
         assert len(pack) == 64
         assert all(isinstance(e, BlobEntry) for e in es)
-
-
-# -- BlobIndex ---------------------------------------------------------------------------------
-def test_blob_index_lookup() -> None:
-    idx = BlobIndex()
-    assert len(idx) == 0 and list(idx.packs()) == []
-    idx.add_pack("p1", [entry(1), entry(2, spec.BLOB_TREE)])
-    idx.add_pack("p2", [entry(3)])
-    assert len(idx) == 3 and entry(1).blob_id in idx and bytes([9]) * 32 not in idx
-    assert idx.lookup(entry(1).blob_id, spec.BLOB_DATA) == Location("p1", entry(1))
-    assert idx.lookup(entry(2).blob_id, spec.BLOB_TREE) == Location("p1", entry(2, 2))
-    assert idx.lookup(entry(3).blob_id, spec.BLOB_DATA).pack == "p2"
-    assert list(idx.packs()) == ["p1", "p2"]
-
-
-def test_blob_index_missing_and_wrong_type() -> None:
-    idx = BlobIndex()
-    idx.add_pack("p1", [entry(1)])
-    with pytest.raises(IntegrityError, match="missing") as e:
-        idx.lookup(bytes([5]) * 32, spec.BLOB_TREE)
-    assert e.value.kind == "tree" and e.value.object_id == (bytes([5]) * 32).hex()
-    with pytest.raises(IntegrityError, match="another type"):
-        idx.lookup(entry(1).blob_id, spec.BLOB_TREE)
-
-
-def test_blob_index_first_location_wins_and_packs_are_unique() -> None:
-    idx = BlobIndex()
-    idx.add_pack("p1", [entry(1)])
-    idx.add_pack("p2", [entry(1)])
-    idx.add_pack("p1", [entry(4)])
-    assert idx.lookup(entry(1).blob_id, spec.BLOB_DATA).pack == "p1"
-    assert idx.lookup(entry(4).blob_id, spec.BLOB_DATA).pack == "p1"
-    assert list(idx.packs()) == ["p1", "p2"]
-    assert len(idx) == 2
-
-
-def test_same_bytes_as_chunk_and_as_tree_are_both_found() -> None:
-    """A chunk and a tree with identical plaintext share a keyed id; each keeps its type."""
-    idx = BlobIndex()
-    same_id = bytes([8]) * 32
-    idx.add_pack("data-pack", [BlobEntry(same_id, spec.BLOB_DATA, 0, HEADER_LEN, 100, 50)])
-    idx.add_pack("tree-pack", [BlobEntry(same_id, spec.BLOB_TREE, 0, HEADER_LEN, 100, 50)])
-    assert idx.lookup(same_id, spec.BLOB_DATA).pack == "data-pack"
-    assert idx.lookup(same_id, spec.BLOB_TREE).pack == "tree-pack"
-    assert idx.has(same_id, spec.BLOB_DATA) and idx.has(same_id, spec.BLOB_TREE)
-    assert len(idx) == 2
-    only_data = BlobIndex()
-    only_data.add_pack("data-pack", [BlobEntry(same_id, spec.BLOB_DATA, 0, HEADER_LEN, 100, 50)])
-    assert only_data.has(same_id, spec.BLOB_DATA) and not only_data.has(same_id, spec.BLOB_TREE)
-
-
-@given(packs)
-def test_index_of_decoded_segments(ps: list) -> None:
-    idx = BlobIndex()
-    for pack, es in decode(encode_segment(cipher(), ps)):
-        idx.add_pack(pack, es)
-    first: dict[tuple[bytes, int], tuple[str, BlobEntry]] = {}
-    for pack, es in ps:
-        for e in es:
-            first.setdefault((e.blob_id, e.blob_type), (pack, e))
-    assert len(idx) == len(first)
-    for (blob_id, blob_type), (pack, e) in first.items():
-        assert idx.lookup(blob_id, blob_type) == Location(pack, e)
-        assert idx.has(blob_id, blob_type) and blob_id in idx
-
-
-@given(st.lists(st.tuples(st.sampled_from(["a" * 64, "b" * 64, "c" * 64]),
-                          st.lists(entries, max_size=6)), max_size=6),
-       st.data())
-def test_blob_index_keeps_every_entry_exactly(packs: list, data: st.DataObject) -> None:
-    """Rows are stored packed: every entry added comes back field for field, the first
-    place of a (type, id) is what lookup gives, and the rest are its fallbacks."""
-    # ids drawn again from a few, so that duplicates and chunk/tree clashes happen
-    ids = data.draw(st.lists(st.binary(min_size=32, max_size=32), min_size=1, max_size=3))
-    idx = BlobIndex()
-    added: list[tuple[str, BlobEntry]] = []
-    for pack, es in packs:
-        es = [BlobEntry(data.draw(st.sampled_from(ids)), e.blob_type, e.nonce, e.offset,
-                        e.length, e.raw_len) for e in es]
-        idx.add_pack(pack, es)
-        added += [(pack, e) for e in es]
-    for pack, e in added:
-        assert idx.has(e.blob_id, e.blob_type)
-        places = [(loc.pack, loc.entry) for loc in idx.locations(e.blob_id, e.blob_type)]
-        first = next((p, x) for p, x in added
-                     if (x.blob_id, x.blob_type) == (e.blob_id, e.blob_type))
-        assert places[0] == first
-        assert (pack, e) in places
-    assert set(idx.entries()) == set(added)
