@@ -37,6 +37,7 @@ from repofs.repository import Repository
 _TYPES = {DIR: tarfile.DIRTYPE, SYMLINK: tarfile.SYMTYPE, CHAR: tarfile.CHRTYPE,
           BLOCK: tarfile.BLKTYPE, FIFO: tarfile.FIFOTYPE, FILE: tarfile.REGTYPE}
 _COPY = 1024 * 1024  # bytes tarfile moves per read of a member's content
+_DEV_LIMIT = 8**7  # ustar's device number fields (7 octal digits); PAX has no record for them
 
 
 class ArchiveAborted(RepofsError):
@@ -57,13 +58,13 @@ def export_tar(repo: Repository, entry: Entry, path: bytes, out: BinaryIO) -> Ta
     path in the snapshot without the leading ``/``; the snapshot's root itself is no
     member. Raises ``ArchiveAborted`` if the stream had to be cut (module doc)."""
     stats = TarStats()
-    tar = tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT,  # noqa: SIM115
-                       encoding="utf-8", errors="surrogateescape")
-    tar.copybufsize = _COPY  # type: ignore[attr-defined]  # real, missing from typeshed
+    tar = tarfile.TarFile(fileobj=_Sink(out), mode="w", format=tarfile.PAX_FORMAT,  # type: ignore[arg-type]
+                          encoding="utf-8", errors="surrogateescape", copybufsize=_COPY)
     links: dict[int, tuple[str, tuple[Part, ...]]] = {}
     base = b"/" + path.strip(b"/")
     for p, e in _members(repo, entry, base):
         _add(repo, tar, p, e, links, stats)
+        tar.members.clear()  # type: ignore[attr-defined]  # kept for reading back only
     tar.close()  # the end-of-archive marker: only once every member is whole
     out.flush()
     return stats
@@ -88,6 +89,10 @@ def _add(repo: Repository, tar: tarfile.TarFile, path: bytes, e: Entry,
         repo.damage.report(IntegrityError("entry", _shown(path), problem),
                            "left out of the archive")
         stats.left_out.append(path)
+        return
+    if e.type in (BLOCK, CHAR) and max(os.major(e.rdev), os.minor(e.rdev)) >= _DEV_LIMIT:
+        stats.warnings.append(f"{_shown(path)}: device node left out: its number "
+                              f"{os.major(e.rdev)}:{os.minor(e.rdev)} does not fit a tar header")
         return
     info = _info(e, name, stats)
     if e.type != FILE:
@@ -194,6 +199,23 @@ def _streamed(repo: Repository, e: Entry, path: bytes) -> Iterator[bytes | int]:
             raise ArchiveAborted(f"{_shown(path)}: archive aborted in the middle of this "
                                  f"file: {err} (it verified a moment ago; the archive "
                                  "written so far is incomplete)") from None
+
+
+class _Sink:
+    """``out`` as tarfile's write mode wants it: with ``tell`` (a pipe has none). Not
+    tarfile's own stream mode, whose buffer a destructor flushes after an error."""
+
+    def __init__(self, out: BinaryIO) -> None:
+        self._out = out
+        self._pos = 0
+
+    def write(self, data: bytes) -> int:
+        self._out.write(data)
+        self._pos += len(data)
+        return len(data)
+
+    def tell(self) -> int:
+        return self._pos
 
 
 class _Content(io.RawIOBase):
