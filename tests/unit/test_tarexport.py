@@ -87,6 +87,7 @@ def test_damage_found_on_the_second_read_aborts_without_an_end_marker(
     """A large file verified, then its chunk fails when written: the stream is cut (the
     error names the file and the chunk), and no tar can take it for a whole archive."""
     monkeypatch.setattr(tarexport, "DUMP_BUFFER", 0)
+    monkeypatch.setattr(tarexport, "_COPY", 4096)  # so the verified first chunk shows
     cli, src, snap_id = source_repo
     repo, tree = _open(cli, snap_id)
     _damage(repo, src, tree, FailsLater, good=1)
