@@ -21,9 +21,10 @@ marker, so no tar takes the truncated stream for a whole one.
 from __future__ import annotations
 
 import io
+import itertools
 import os
 import tarfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
@@ -31,12 +32,13 @@ from repofs import restorable, treewalk
 from repofs.dumper import DUMP_BUFFER
 from repofs.errors import IntegrityError, RepofsError
 from repofs.model import BLOCK, CHAR, DIR, FIFO, FILE, SYMLINK, Entry, Part
-from repofs.prefetch import read_chunk
+from repofs.prefetch import Prefetch, read_chunk
 from repofs.repository import Repository
 
 _TYPES = {DIR: tarfile.DIRTYPE, SYMLINK: tarfile.SYMTYPE, CHAR: tarfile.CHRTYPE,
           BLOCK: tarfile.BLKTYPE, FIFO: tarfile.FIFOTYPE, FILE: tarfile.REGTYPE}
 _COPY = 1024 * 1024  # bytes tarfile moves per read of a member's content
+_BATCH = 256  # members whose files are planned for the prefetcher at once
 _DEV_LIMIT = 8**7  # ustar's device number fields (7 octal digits); PAX has no record for them
 
 
@@ -62,12 +64,36 @@ def export_tar(repo: Repository, entry: Entry, path: bytes, out: BinaryIO) -> Ta
                           encoding="utf-8", errors="surrogateescape", copybufsize=_COPY)
     links: dict[int, tuple[str, tuple[Part, ...]]] = {}
     base = b"/" + path.strip(b"/")
-    for p, e in _members(repo, entry, base):
-        _add(repo, tar, p, e, links, stats)
-        tar.members.clear()  # type: ignore[attr-defined]  # kept for reading back only
+    prefetch = Prefetch(repo)
+    try:
+        for batch in _batches(_members(repo, entry, base)):
+            prefetch.plan(_to_read(batch, links))
+            for p, e in batch:
+                _add(repo, prefetch, tar, p, e, links, stats)
+                tar.members.clear()  # type: ignore[attr-defined]  # kept for reading back
+    finally:
+        prefetch.close()
     tar.close()  # the end-of-archive marker: only once every member is whole
     out.flush()
     return stats
+
+
+def _batches(members: Iterator[tuple[bytes, Entry]]) -> Iterator[list[tuple[bytes, Entry]]]:
+    while batch := list(itertools.islice(members, _BATCH)):
+        yield batch
+
+
+def _to_read(batch: Sequence[tuple[bytes, Entry]],
+             links: dict[int, tuple[str, tuple[Part, ...]]]) -> list[Entry]:
+    """The files of a batch whose content will be read whole in one pass (a large file
+    is read twice: not worth the prefetcher's window), once per hardlink group."""
+    out, groups = [], set(links)
+    for _, e in batch:
+        if e.type == FILE and e.size <= DUMP_BUFFER and e.hardlink not in groups:
+            out.append(e)
+            if e.hardlink is not None:
+                groups.add(e.hardlink)
+    return out
 
 
 def _members(repo: Repository, entry: Entry, base: bytes) -> Iterator[tuple[bytes, Entry]]:
@@ -81,7 +107,7 @@ def _shown(path: bytes) -> str:
     return path.decode("utf-8", "backslashreplace")
 
 
-def _add(repo: Repository, tar: tarfile.TarFile, path: bytes, e: Entry,
+def _add(repo: Repository, prefetch: Prefetch, tar: tarfile.TarFile, path: bytes, e: Entry,
          links: dict[int, tuple[str, tuple[Part, ...]]], stats: TarStats) -> None:
     name = path.lstrip(b"/").decode("utf-8", "surrogateescape")
     problem = restorable.entry_problem(e)
@@ -108,7 +134,7 @@ def _add(repo: Repository, tar: tarfile.TarFile, path: bytes, e: Entry,
     if first is not None:  # a crafted tree: one group, two contents; as restore does
         stats.warnings.append(f"{_shown(path)}: hardlink group members differ in content; "
                               "archived unlinked")
-    content = _verified(repo, e, path, stats)
+    content = _verified(repo, prefetch, e, path, stats)
     if content is None:
         return
     info.size = e.size
@@ -160,7 +186,8 @@ def xattr_keyword(name: bytes) -> str | None:
     return "SCHILY.xattr." + text.replace("%", "%25").replace("=", "%3D")
 
 
-def _verified(repo: Repository, e: Entry, path: bytes, stats: TarStats) -> io.RawIOBase | None:
+def _verified(repo: Repository, prefetch: Prefetch, e: Entry, path: bytes,
+              stats: TarStats) -> io.RawIOBase | None:
     """A reader over the file's verified content, or None (reported) if any chunk fails."""
     buffered = e.size <= DUMP_BUFFER
     held: list[bytes | int] = []
@@ -169,8 +196,9 @@ def _verified(repo: Repository, e: Entry, path: bytes, stats: TarStats) -> io.Ra
             if p.chunk_id is None:
                 held.append(p.size)
                 continue
-            data = _chunk(repo, p)
-            held.append(data if buffered else p.size)
+            data = _chunk(repo, p, prefetch if buffered else None, e)
+            if buffered:
+                held.append(data)
     except IntegrityError as err:
         repo.damage.report(err, "the files using it are left out of the archive")
         stats.left_out.append(path)
@@ -180,9 +208,11 @@ def _verified(repo: Repository, e: Entry, path: bytes, stats: TarStats) -> io.Ra
     return _Content(_streamed(repo, e, path))
 
 
-def _chunk(repo: Repository, p: Part) -> bytes:
+def _chunk(repo: Repository, p: Part, prefetch: Prefetch | None = None,
+           e: Entry | None = None) -> bytes:
     assert p.chunk_id is not None
-    data = read_chunk(repo, p.chunk_id)
+    data = (prefetch.chunk(e, p.chunk_id) if prefetch is not None and e is not None
+            else read_chunk(repo, p.chunk_id))
     if len(data) != p.size:
         raise IntegrityError("chunk", p.chunk_id.hex(), "size differs from the tree")
     return data
