@@ -120,7 +120,7 @@ def _add(repo: Repository, prefetch: Prefetch, tar: tarfile.TarFile, path: bytes
         stats.warnings.append(f"{_shown(path)}: device node left out: its number "
                               f"{os.major(e.rdev)}:{os.minor(e.rdev)} does not fit a tar header")
         return
-    info = _info(e, name, stats)
+    info = _info(e, name, path, stats)
     if e.type != FILE:
         tar.addfile(info)
         stats.members += 1
@@ -145,7 +145,7 @@ def _add(repo: Repository, prefetch: Prefetch, tar: tarfile.TarFile, path: bytes
         links[e.hardlink] = (name, e.parts)
 
 
-def _info(e: Entry, name: str, stats: TarStats) -> tarfile.TarInfo:
+def _info(e: Entry, name: str, path: bytes, stats: TarStats) -> tarfile.TarInfo:
     info = tarfile.TarInfo(name)
     info.type = _TYPES[e.type]
     info.mode = e.mode & 0o7777
@@ -160,9 +160,8 @@ def _info(e: Entry, name: str, stats: TarStats) -> tarfile.TarInfo:
     for k, v in e.xattrs:
         key = xattr_keyword(k)
         if key is None:
-            stats.warnings.append(f"{_shown(name.encode('utf-8', 'surrogateescape'))}: "
-                                  f"extended attribute {_shown(k)} left out: a tar "
-                                  "record name must be UTF-8")
+            stats.warnings.append(f"{_shown(path)}: extended attribute {_shown(k)} left "
+                                  "out: a tar record name must be UTF-8")
             continue
         pax[key] = v.decode("utf-8", "surrogateescape")
     info.pax_headers = pax

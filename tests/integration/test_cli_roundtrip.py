@@ -347,6 +347,29 @@ def test_dump_tar_extracts_to_the_same_tree(env: dict) -> None:
         "repofs: error: PATH is required (or --archive tar for the whole snapshot)"), r
 
 
+def test_dump_tar_escapes_xattr_names_and_names_what_it_leaves_out(env: dict) -> None:
+    """``%`` and ``=`` in an attribute name are escaped as GNU tar reads them back; a name
+    that is not UTF-8 cannot be a PAX record: left out, with a warning (exit 1)."""
+    cli = make_cli(env["base"], "tar-xattr-repo")
+    src = env["base"] / "tar-xattr"
+    src.mkdir()
+    (src / "f").write_bytes(b"x")
+    os.setxattr(src / "f", "user.a=b%c", b"escaped")
+    os.setxattr(src / "f", b"user.raw\xff", b"raw name")
+    cli.create(src)
+    out = env["base"] / "xattr.tar"
+    r = cli.run("dump", "latest", src, "--archive", "tar", "-o", out, expect=1)
+    assert r.err_lines == [f"repofs: warning: {src}/f: extended attribute user.raw\\xff "
+                           "left out: a tar record name must be UTF-8"], r
+    dst = env["base"] / "xattr-untarred"
+    dst.mkdir()
+    subprocess.run(["tar", "--xattrs", "--xattrs-include=*", "-xpf", out, "-C", dst],
+                   check=True)
+    got = under(dst, src) / "f"
+    assert os.listxattr(got) == ["user.a=b%c"]
+    assert os.getxattr(got, "user.a=b%c") == b"escaped"
+
+
 def test_restore_sub_path_and_single_file(env: dict) -> None:
     cli: Cli = env["cli"]
     src: Path = env["src"]
