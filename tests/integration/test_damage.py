@@ -166,6 +166,21 @@ def test_dump_tar_leaves_out_exactly_the_damaged_files(damaged: Damaged) -> None
     assert sum("corrupt or tampered" in ln for ln in r.err_lines) == 2, r
 
 
+def test_dump_to_a_file_replaces_it_only_when_complete(damaged: Damaged) -> None:
+    """-o FILE: a dump that fails leaves FILE as it was, and no temporary file beside it;
+    one that completes replaces it, mode 0600."""
+    out = damaged.cli.repo.parent / "dumped"
+    out.write_bytes(b"what was there before")
+    for path in damaged.lost:
+        damaged.cli.run("dump", "latest", path, "-o", out, expect=2)
+        assert out.read_bytes() == b"what was there before"
+    assert sorted(p.name for p in out.parent.iterdir() if "dumped" in p.name) == ["dumped"]
+    healthy = str(damaged.src / "small08.txt")
+    damaged.cli.run("dump", "latest", healthy, "-o", out)
+    assert out.read_bytes() == Path(healthy).read_bytes()
+    assert out.stat().st_mode & 0o777 == 0o600
+
+
 def test_a_damaged_tree_costs_only_its_directory(shm_dir: Path) -> None:
     """One flipped byte in the tree of one directory: its contents are lost (the directory
     is made, empty, and named), everything else restores exactly, check names just it."""
