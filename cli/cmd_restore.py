@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -11,7 +12,7 @@ from repofs_cli import output
 from repofs_cli.common import LocalPath, json_option, open_repo, repo_option
 from repofs_cli.outcome import Outcome
 
-from repofs import audit
+from repofs import audit, dumper, tarexport
 from repofs.dumper import dump
 from repofs.model import DIR
 from repofs.patterns import PatternSet
@@ -103,22 +104,47 @@ def _losses(stats: RestoreStats) -> str:
 @click.command("dump")
 @repo_option
 @click.argument("snapshot")
-@click.argument("path")
-def dump_cmd(repo: Path, snapshot: str, path: str) -> None:
-    """Write the file PATH of SNAPSHOT to standard output.
+@click.argument("path", required=False)
+@click.option("--archive", type=click.Choice(["tar"]),
+              help="Write PATH (a directory, or the whole snapshot) as a tar archive.")
+@click.option("-o", "--output", "out_file", type=LocalPath(path_type=Path, dir_okay=False),
+              help="Write to FILE (replaced only when complete), not standard output.")
+def dump_cmd(repo: Path, snapshot: str, path: str | None, archive: str | None,
+             out_file: Path | None) -> Outcome:
+    """Write the file PATH of SNAPSHOT to standard output; with --archive tar,
+    PATH (default: the whole snapshot) and everything below it as a tar archive.
 
     Never writes a byte that did not verify: a damaged file of up to 64 MiB writes
     nothing; a larger one stops after the verified bytes before the damage. Either way
-    the exit status is 2.
+    the exit status is 2. In an archive a damaged file is left out (exit status 1).
     """
+    if path is None and archive is None:
+        raise click.UsageError("PATH is required (or --archive tar for the whole snapshot)")
+    if out_file is None and archive is not None and sys.stdout.isatty():
+        raise click.UsageError("not writing an archive to a terminal: use -o FILE or a pipe")
     r = open_repo(repo)
     snap = r.snapshots.resolve(snapshot)
     if snap.body is None:
         raise click.ClickException("this key cannot read snapshot contents")
-    entry = r.lookup_path(snap.body.tree, os.fsencode(path))
-    dump(r, entry, sys.stdout.buffer, path)
+    source = path or "/"
+    entry = r.lookup_path(snap.body.tree, os.fsencode(source))
+    with (dumper.output_file(out_file) if out_file is not None
+          else contextlib.nullcontext(sys.stdout.buffer)) as out:
+        if archive is None:
+            dump(r, entry, out, source)
+            stats = None
+        else:
+            stats = tarexport.export_tar(r, entry, os.fsencode(source), out)
     audit.event("dump", repo=r.id, key=r.keys.key_name, path=repo.absolute(),
-                snapshot=snap.id, source=path)
+                snapshot=snap.id, source=source, archive=archive or "",
+                left_out=len(stats.left_out) if stats else 0)
+    if stats is None:
+        return Outcome.OK
+    for w in stats.warnings:
+        output.warn(w)
+    for p in stats.left_out:
+        output.warn(f"{p.decode('utf-8', 'backslashreplace')}: left out of the archive: damaged")
+    return Outcome.WARNINGS if stats.warnings or stats.left_out else Outcome.OK
 
 
 COMMANDS = [restore, dump_cmd]

@@ -10,6 +10,11 @@ error naming the damaged object: dump has nothing else to report, so one line.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
 from typing import BinaryIO
 
 from repofs import restorable
@@ -74,4 +79,23 @@ def _emit(out: BinaryIO, pending: list[bytes | int]) -> int:
     return n
 
 
-__all__ = ["DUMP_BUFFER", "dump"]
+@contextlib.contextmanager
+def output_file(path: Path) -> Iterator[BinaryIO]:
+    """``dump -o FILE``: write to a new file beside ``path``, renamed onto it only when
+    the dump completed. Why: a damaged or interrupted dump must never leave a truncated
+    file (or archive) under the name a script then uses, nor spoil one already there.
+    Mode 0600, as it may hold other users' files."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink()
+        raise
+
+
+__all__ = ["DUMP_BUFFER", "dump", "output_file"]

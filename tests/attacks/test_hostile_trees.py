@@ -6,10 +6,12 @@ target, and recreates no planted privilege unless asked."""
 
 from __future__ import annotations
 
+import io
 import os
 import stat
 import struct
 import subprocess
+import tarfile
 import time
 from pathlib import Path
 
@@ -231,3 +233,35 @@ def test_planted_privileges_are_not_recreated_unless_asked(victim: Victim) -> No
     st = os.lstat(special / "sda")
     assert stat.S_ISBLK(st.st_mode) and st.st_rdev == os.makedev(8, 0)
     assert os.getxattr(special / "cap", "security.capability") == CAPABILITY
+
+
+def test_a_hostile_tree_as_a_tar_archive_is_named_not_a_crash(victim: Victim) -> None:
+    """dump --archive tar of a planted tree: what no file system or tar header can hold
+    (2^63 bytes, a device number past ustar's fields, two contents in one hardlink group)
+    is named and left out or written unlinked; the archive is well formed (exit 1) and
+    holds exactly the rest."""
+    repo = victim.client.attacker()
+    other = repo.blob_id(b"other content", spec.BLOB_DATA)
+    put_blobs(repo, [(other, spec.BLOB_DATA, b"other content")])
+    snap, ids = plant(repo, victim, [[
+        f(b"a", hl=7),
+        file_entry(b"b", other, 13, hl=7),  # the same group, another content
+        {"n": b"dev", "t": "c", "m": 0o666, "u": 0, "g": 0, "mt": 0, "ct": 0,
+         "rd": os.makedev(2**30, 1)},
+        hole(b"huge", 2**63),
+        symlink(b"up", b"../../etc/passwd"),
+        f(b"z"),
+    ]])
+    r = victim.client.run("dump", snap, "--archive", "tar", expect=1)
+    assert r.err_lines == [
+        f"repofs: warning: tree {ids[0].hex()} is corrupt or tampered: entry huge: field 's' "
+        "out of range (entry left out)",
+        "repofs: warning: /b: hardlink group members differ in content; archived unlinked",
+        f"repofs: warning: /dev: device node left out: its number {2**30}:1 does not fit a "
+        "tar header",
+    ], r
+    with tarfile.open(fileobj=io.BytesIO(r.out), mode="r:") as t:
+        got = {m.name: (m.type, m.linkname) for m in t}
+        assert t.extractfile("b").read() == b"other content"  # type: ignore[union-attr]
+    assert got == {"a": (tarfile.REGTYPE, ""), "b": (tarfile.REGTYPE, ""),
+                   "up": (tarfile.SYMTYPE, "../../etc/passwd"), "z": (tarfile.REGTYPE, "")}

@@ -9,7 +9,9 @@ exits 2 having written nothing, of a healthy one 0.
 
 from __future__ import annotations
 
+import io
 import os
+import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -147,6 +149,36 @@ def test_dump_writes_nothing_wrong(damaged: Damaged) -> None:
         assert r.err_lines[0].endswith("(nothing was written)"), r
     healthy = str(damaged.src / "small08.txt")
     assert damaged.cli.run("dump", "latest", healthy).out == Path(healthy).read_bytes()
+
+
+def test_dump_tar_leaves_out_exactly_the_damaged_files(damaged: Damaged) -> None:
+    """In an archive a damaged file has no member (its header would already have promised
+    its size): every other file is whole, the archive well formed, each loss one warning."""
+    r = damaged.cli.run("dump", "latest", damaged.src, "--archive", "tar", expect=1)
+    with tarfile.open(fileobj=io.BytesIO(r.out), mode="r:") as t:
+        members = {"/" + m.name: m for m in t if m.isfile()}
+        assert set(members) == set(damaged.files) - set(damaged.lost)
+        for path, m in members.items():
+            f = t.extractfile(m)
+            assert f is not None and f.read() == Path(path).read_bytes(), path
+    for path in damaged.lost:
+        assert f"repofs: warning: {path}: left out of the archive: damaged" in r.err_lines, r
+    assert sum("corrupt or tampered" in ln for ln in r.err_lines) == 2, r
+
+
+def test_dump_to_a_file_replaces_it_only_when_complete(damaged: Damaged) -> None:
+    """-o FILE: a dump that fails leaves FILE as it was, and no temporary file beside it;
+    one that completes replaces it, mode 0600."""
+    out = damaged.cli.repo.parent / "dumped"
+    out.write_bytes(b"what was there before")
+    for path in damaged.lost:
+        damaged.cli.run("dump", "latest", path, "-o", out, expect=2)
+        assert out.read_bytes() == b"what was there before"
+    assert sorted(p.name for p in out.parent.iterdir() if "dumped" in p.name) == ["dumped"]
+    healthy = str(damaged.src / "small08.txt")
+    damaged.cli.run("dump", "latest", healthy, "-o", out)
+    assert out.read_bytes() == Path(healthy).read_bytes()
+    assert out.stat().st_mode & 0o777 == 0o600
 
 
 def test_a_damaged_tree_costs_only_its_directory(shm_dir: Path) -> None:
