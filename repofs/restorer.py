@@ -181,8 +181,7 @@ class Restorer:
             if not self.opts.delete:
                 return
             for name in sorted(set(restorenames.listing(dfd)) - names):
-                if (restorenames.is_temp(name) and not self.opts.dry_run) \
-                        or not self._selected(self._path(d, name)):
+                if restorenames.is_temp(name) or not self._selected(self._path(d, name)):
                     continue
                 if not self.opts.dry_run:
                     restorenames.remove(dfd, name)
