@@ -158,8 +158,7 @@ class EntryWriter:
             self._remember(e, parts, (st.st_dev, st.st_ino), ())
             return None
         if self.opts.overwrite == NEVER:
-            self.warn(d, parts, "exists and differs, not overwritten (--overwrite "
-                                "if-changed replaces it)")
+            self.warn(d, parts, "exists, not overwritten")
             self.stats.skipped += 1
             return None
         if e.type == FILE and stat.S_ISREG(st.st_mode) and st.st_size == e.size:
