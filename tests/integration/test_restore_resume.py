@@ -18,8 +18,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.harness import REPOFS, Cli, assert_same_tree, tree_signature, under, \
-    write_random
+from tests.integration.harness import (
+    REPOFS,
+    Cli,
+    assert_same_tree,
+    tree_signature,
+    under,
+    write_random,
+)
 
 TEMP = re.compile(r"\.repofs-restore\.[0-9a-f]{16}")
 
