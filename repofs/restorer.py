@@ -159,7 +159,8 @@ class Restorer:
             self._tidy(d, {c.name for c in children})
         files = [c for c in children if c.type == FILE
                  and self._selected(self._path(d, c.name))
-                 and (c.hardlink is None or c.hardlink not in self.w.links)]
+                 and (c.hardlink is None or c.hardlink not in self.w.links)
+                 and self.w.wanted(d, c)]
         self.w.prefetch.plan(files)
         subdirs = []
         for child in children:

@@ -129,6 +129,22 @@ class EntryWriter:
         if self.opts.verify and e.type == FILE and len(self.stats.damaged) == damaged:
             self._verify(d, dfd, e, parts)
 
+    def wanted(self, d: TargetDir, e: Entry) -> bool:
+        """Whether the file ``e`` may be written, by a first look at the target: the
+        prefetcher reads only those (a resumed restore of a tree already there, or a dry
+        run, reads no data)."""
+        if self.opts.dry_run:
+            return False
+        try:
+            dfd = d.fd()
+            if dfd < 0 or self.opts.overwrite == ALWAYS:
+                return True
+            st = os.stat(e.name, dir_fd=dfd, follow_symlinks=False)
+        except (UnsafePath, OSError):  # restore_entry says what it is
+            return True
+        return self.opts.overwrite != NEVER and not restorecompare.same_quick(
+            st, e, self._mode(e)[0])
+
     def _decide(self, d: TargetDir, dfd: int, e: Entry, parts: list[bytes]) -> str | None:
         """What to do with ``e`` given what the target has under its name: CREATE,
         REPLACE, UPDATE (metadata only), or ``None`` (left as it is: counted here)."""
