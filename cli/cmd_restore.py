@@ -73,7 +73,8 @@ def restore(repo: Path, snapshot: str, target: Path, includes: tuple[str, ...],
     opts = RestoreOptions(includes=PatternSet(os.fsencode(p) for p in includes),
                           excludes=PatternSet(os.fsencode(p) for p in excludes),
                           numeric_ids=numeric_ids, partial=partial, special=special,
-                          overwrite=overwrite, delete=delete, dry_run=dry_run,
+                          overwrite=overwrite, delete=delete, delete_roots=snap.body.paths,
+                          dry_run=dry_run,
                           verify=verify, record=verbose or (as_json and dry_run))
     progress = output.Progress()
 

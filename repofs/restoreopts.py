@@ -25,6 +25,7 @@ class RestoreOptions:
     special: bool = False  # recreate set-user-ID/-group-ID bits, capabilities, devices
     overwrite: str = NEVER  # what to do with a name that exists and differs
     delete: bool = False  # remove what the snapshot does not hold (below the target)
+    delete_roots: tuple[bytes, ...] = ()  # ... only at or below these snapshot paths
     dry_run: bool = False  # decide and count, write nothing
     verify: bool = False  # read each file back and compare it with the snapshot
     record: bool = False  # keep each path acted on in stats.actions

@@ -173,13 +173,24 @@ class Restorer:
         subdirs.reverse()  # popped from the end: restored in name order
         return _Frame(d, entry, subdirs, tree)
 
+    def _backed_up(self, d: TargetDir) -> bool:
+        """Whether ``d`` is at or below a path the snapshot backed up (``delete_roots``):
+        the directories above those (``/``, ``/home`` of a backup of ``/home/alice``) hold
+        only the way down in the snapshot, so --delete leaves their other names alone."""
+        roots = self.opts.delete_roots
+        if not roots:
+            return True
+        here = b"/".join([self._base.rstrip(b"/"), *d.parts()]) or b"/"
+        return any(r == b"/" or here == r.rstrip(b"/") or here.startswith(r.rstrip(b"/") + b"/")
+                   for r in roots)
+
     def _tidy(self, d: TargetDir, names: set[bytes]) -> None:
         dfd = d.fd()
         try:
             if not self.opts.dry_run:
                 self.stats.temps_removed += restorenames.clean_temps(
                     dfd, restorenames.listing(dfd), names)
-            if not self.opts.delete:
+            if not self.opts.delete or not self._backed_up(d):
                 return
             for name in sorted(set(restorenames.listing(dfd)) - names):
                 if restorenames.is_temp(name) or not self._selected(self._path(d, name)):

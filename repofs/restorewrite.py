@@ -114,6 +114,8 @@ class EntryWriter:
                 self.did(action, d, parts)
                 if e.type == FILE:
                     self.stats.files += 1
+                else:
+                    self.stats.others += 1
             elif action == UPDATE:
                 self._update(d, dfd, e, parts)
             elif action is not None and e.type == FILE:

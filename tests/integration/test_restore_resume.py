@@ -162,6 +162,10 @@ def test_delete_removes_only_below_the_target_and_never_follows(shm_dir: Path,
     (dst / "d" / "junk" / "deeper").mkdir(parents=True)
     (dst / "d" / "junk" / "deeper" / "x").write_text("x")
     (dst / "d" / "stray").write_text("stray")
+    # above the backed-up path (/dev/shm/.../src) the snapshot holds only the way down:
+    # what else is there is not the snapshot's to delete
+    (target / "beside").write_text("not in any backed-up path")
+    (dst.parent / "beside-src").mkdir()
     before = tree_signature(target)
     plan = restore(env, target, "--delete", "--dry-run")
     assert plan["deleted"] == 4 and tree_signature(target) == before
@@ -170,6 +174,7 @@ def test_delete_removes_only_below_the_target_and_never_follows(shm_dir: Path,
     out = restore(env, target, "--delete")
     assert out["deleted"] == 4
     assert (outside / "keep" / "precious").read_text() == "mine\n"
+    assert (target / "beside").exists() and (dst.parent / "beside-src").is_dir()
     assert_same_tree(env["src"], dst)
 
 
