@@ -129,7 +129,9 @@ def _changes(stats: RestoreStats) -> str:
     out = [text for n, text in ((stats.replaced, f"{stats.replaced} overwritten"),
                                 (stats.updated, f"{stats.updated} updated"),
                                 (stats.unchanged, f"{stats.unchanged} unchanged"),
-                                (stats.deleted, f"{stats.deleted} deleted")) if n]
+                                (stats.deleted, f"{stats.deleted} deleted"),
+                                (stats.temps_removed, f"{stats.temps_removed} left by an "
+                                 "interrupted restore removed")) if n]
     return f" ({', '.join(out)})" if out else ""
 
 
