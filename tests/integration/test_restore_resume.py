@@ -236,3 +236,18 @@ def test_verify_catches_a_file_changed_after_restore(shm_dir: Path, env: dict) -
     assert tree_signature(target) == before
     restore(env, target, "--verify", "--overwrite", "always")
     assert f.read_bytes() == (env["src"] / "d" / "f1").read_bytes()
+
+
+def test_overwrite_replaces_a_planted_link_never_writes_through_it(shm_dir: Path,
+                                                                  env: dict) -> None:
+    target = shm_dir / "t"
+    restore(env, target)
+    dst = under(target, env["src"])
+    victim = shm_dir / "victim"
+    victim.write_text("outside the target\n")
+    (dst / "d" / "f1").unlink()
+    os.symlink(victim, dst / "d" / "f1")
+    restore(env, target, "--overwrite", "if-changed")
+    assert victim.read_text() == "outside the target\n"
+    assert not (dst / "d" / "f1").is_symlink()
+    assert_same_tree(env["src"], dst)
