@@ -104,7 +104,7 @@ def remove(dfd: int, name: bytes) -> int:
         return 1
     dev = os.fstat(dfd).st_dev
     if st.st_dev != dev:
-        raise UnsafePath("is a mount point; not removed")
+        raise UnsafePath("is a mount point")
     return _remove_dir(dfd, name, dev)
 
 
@@ -122,7 +122,7 @@ def _remove_dir(top_fd: int, top: bytes, dev: int) -> int:
                     removed += 1
                     continue
                 if st.st_dev != dev:
-                    raise UnsafePath("holds a mount point; not removed")
+                    raise UnsafePath("holds a mount point")
                 sub = os.open(name, DIR_FLAGS, dir_fd=fd)
                 here = os.fstat(fd)
                 stack.append((name, (here.st_dev, here.st_ino)))
@@ -140,7 +140,7 @@ def _remove_dir(top_fd: int, top: bytes, dev: int) -> int:
             os.close(fd)
             fd = up
             if (st.st_dev, st.st_ino) != ident:
-                raise UnsafePath("was moved while being removed; not removed")
+                raise UnsafePath("was moved while being removed")
             os.rmdir(name, dir_fd=fd)
             removed += 1
     finally:

@@ -185,23 +185,29 @@ class Restorer:
                    for r in roots)
 
     def _tidy(self, d: TargetDir, names: set[bytes]) -> None:
-        dfd = d.fd()
         try:
+            dfd = d.fd()
             if not self.opts.dry_run:
                 self.stats.temps_removed += restorenames.clean_temps(
                     dfd, restorenames.listing(dfd), names)
             if not self.opts.delete or not self._backed_up(d):
                 return
-            for name in sorted(set(restorenames.listing(dfd)) - names):
-                if restorenames.is_temp(name) or not self._selected(self._path(d, name)):
-                    continue
+            extra = sorted(set(restorenames.listing(dfd)) - names)
+        except (UnsafePath, OSError) as e:
+            self.warn(d, None, f"not cleaned up: {e}")
+            return
+        for name in extra:
+            if restorenames.is_temp(name) or not self._selected(self._path(d, name)):
+                continue
+            parts = [*d.parts(), name]
+            try:
                 if not self.opts.dry_run:
                     restorenames.remove(dfd, name)
-                self.w.did(DELETE, d, [*d.parts(), name])
-        except UnsafePath as e:
-            self.warn(d, None, f"not deleted: {e}")
-        except OSError as e:
-            self.warn(d, None, f"not cleaned up: {e.strerror}")
+                self.w.did(DELETE, d, parts)
+            except UnsafePath as e:
+                self.warn(d, parts, f"not deleted: {e}")
+            except OSError as e:
+                self.warn(d, parts, f"not deleted: {e.strerror}")
 
     def _leave(self, parent: TargetDir, done: _Frame) -> None:
         """A directory's contents are done: its stored metadata now (read-only ones too),

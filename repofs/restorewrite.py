@@ -125,6 +125,9 @@ class EntryWriter:
         except FileExistsError:
             self.warn(d, parts, "exists, not overwritten")
             self.stats.skipped += 1
+        except UnsafePath as err:  # a directory in the way that cannot be removed safely
+            self.warn(d, parts, f"not restored: the directory there {err}")
+            self.stats.skipped += 1
         except OSError as err:
             self.warn(d, parts, f"not restored: {err.strerror}")
             self.stats.skipped += 1
