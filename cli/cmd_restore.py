@@ -16,6 +16,7 @@ from repofs import audit, dumper, tarexport
 from repofs.dumper import dump
 from repofs.model import DIR
 from repofs.patterns import PatternSet
+from repofs.restoreopts import OVERWRITE_MODES
 from repofs.restorer import RestoreOptions, Restorer, RestoreStats
 
 
@@ -36,15 +37,32 @@ from repofs.restorer import RestoreOptions, Restorer, RestoreStats
 @click.option("--special", is_flag=True,
               help="Also restore set-user-ID/set-group-ID bits, file capabilities and device "
                    "nodes (default: not recreated, each named in a warning).")
+@click.option("--overwrite", type=click.Choice(OVERWRITE_MODES), default="never",
+              show_default=True,
+              help="What to do with an existing entry that differs from the snapshot: keep "
+                   "it (never), replace it if content or metadata differ (if-changed), "
+                   "replace every entry (always).")
+@click.option("--delete", is_flag=True,
+              help="Remove what the snapshot does not hold from the restored directories "
+                   "(only below the target).")
+@click.option("-n", "--dry-run", is_flag=True,
+              help="Say what would be created, overwritten, deleted, skipped; write nothing.")
+@click.option("--verify", is_flag=True,
+              help="Read every restored file back and compare it with the snapshot.")
+@click.option("-v", "--verbose", is_flag=True, help="List each path acted on.")
 @json_option
 def restore(repo: Path, snapshot: str, target: Path, includes: tuple[str, ...],
             excludes: tuple[str, ...], numeric_ids: bool, partial: bool, special: bool,
+            overwrite: str, delete: bool, dry_run: bool, verify: bool, verbose: bool,
             as_json: bool) -> Outcome:
     """Restore SNAPSHOT (or PATH inside it) into --target.
 
     A directory's contents are restored into the target; a single file is
-    restored into the target under its name. Existing files are never
-    overwritten; nothing is written outside the target.
+    restored into the target under its name. Each file is written under a
+    temporary name and renamed into place when complete, so an interrupted
+    restore can be run again: what is there and identical is kept. Existing
+    files are overwritten only as --overwrite says; nothing is written outside
+    the target.
     """
     ref, _, path = snapshot.partition(":")
     r = open_repo(repo)
@@ -55,19 +73,27 @@ def restore(repo: Path, snapshot: str, target: Path, includes: tuple[str, ...],
     entry = r.lookup_path(snap.body.tree, bpath)
     opts = RestoreOptions(includes=PatternSet(os.fsencode(p) for p in includes),
                           excludes=PatternSet(os.fsencode(p) for p in excludes),
-                          numeric_ids=numeric_ids, partial=partial, special=special)
+                          numeric_ids=numeric_ids, partial=partial, special=special,
+                          overwrite=overwrite, delete=delete, delete_roots=snap.body.paths,
+                          dry_run=dry_run,
+                          verify=verify, record=verbose or (as_json and dry_run))
     progress = output.Progress()
 
     def show(st: RestoreStats) -> None:
         progress.show(f"{st.files} files, {output.human_size(st.bytes_written)} restored")
 
     where = b"/" + bpath.strip(b"/") if entry.type == DIR else bpath
-    stats = Restorer(r, target, opts, show if progress.enabled else None).run(entry, where)
+    stats = Restorer(r, target, opts, show if progress.enabled and not dry_run else None).run(
+        entry, where)
     progress.done()
-    audit.event("restore", repo=r.id, key=r.keys.key_name, path=repo.absolute(),
-                snapshot=snap.id, source=path or "/", target=target.absolute(),
-                files=stats.files, bytes=stats.bytes_written, damaged=len(stats.damaged),
-                damaged_dirs=len(stats.damaged_dirs), warnings=len(stats.warnings))
+    if verbose and not as_json:
+        for action, p in stats.actions:
+            click.echo(f"{action} {os.fsdecode(p)}")
+    if not dry_run:
+        audit.event("restore", repo=r.id, key=r.keys.key_name, path=repo.absolute(),
+                    snapshot=snap.id, source=path or "/", target=target.absolute(),
+                    files=stats.files, bytes=stats.bytes_written, damaged=len(stats.damaged),
+                    damaged_dirs=len(stats.damaged_dirs), warnings=len(stats.warnings))
     for w in stats.warnings:
         output.warn(w)
     if as_json:
@@ -77,14 +103,45 @@ def restore(repo: Path, snapshot: str, target: Path, includes: tuple[str, ...],
                                        "ranges": [list(x) for x in d.ranges]}
                                       for d in stats.damaged],
                           "damaged_dirs": [output.json_path(p) for p in stats.damaged_dirs],
-                          "skipped": stats.skipped,
+                          "skipped": stats.skipped, "dry_run": dry_run,
+                          "created": stats.created, "overwritten": stats.replaced,
+                          "updated": stats.updated, "unchanged": stats.unchanged,
+                          "deleted": stats.deleted, "temps_removed": stats.temps_removed,
+                          "verified": stats.verified,
+                          "mismatches": [{"path": output.json_path(p), "problem": m}
+                                         for p, m in stats.mismatches],
+                          "actions": [{"action": a, "path": output.json_path(p)}
+                                      for a, p in stats.actions],
                           "warnings": stats.warnings})
+    elif dry_run:
+        click.echo(f"would create {stats.created}, overwrite {stats.replaced}, update "
+                   f"{stats.updated}, delete {stats.deleted}; {stats.unchanged} unchanged, "
+                   f"{stats.skipped} skipped (nothing written to {target}){_verified(stats)}")
     else:
         click.echo(f"restored {stats.files} files, {stats.dirs} dirs, {stats.others} other "
                    f"({output.human_size(stats.bytes_written)}) from {snap.short_id} "
-                   f"to {target}{_losses(stats)}")
+                   f"to {target}{_changes(stats)}{_losses(stats)}{_verified(stats)}")
     damaged = stats.damaged or stats.damaged_dirs
     return Outcome.WARNINGS if stats.warnings or damaged else Outcome.OK
+
+
+def _changes(stats: RestoreStats) -> str:
+    """What a restore into a non-empty target did besides creating (nothing: no text)."""
+    out = [text for n, text in ((stats.replaced, f"{stats.replaced} overwritten"),
+                                (stats.updated, f"{stats.updated} updated"),
+                                (stats.unchanged, f"{stats.unchanged} unchanged"),
+                                (stats.deleted, f"{stats.deleted} deleted"),
+                                (stats.temps_removed, f"{stats.temps_removed} left by an "
+                                 "interrupted restore removed")) if n]
+    return f" ({', '.join(out)})" if out else ""
+
+
+def _verified(stats: RestoreStats) -> str:
+    if not stats.verified:
+        return ""
+    bad = len(stats.mismatches)
+    return f"; verified {stats.verified} files, {bad} differ" + (
+        "" if bad else " (all match)")
 
 
 def _losses(stats: RestoreStats) -> str:

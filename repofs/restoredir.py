@@ -38,6 +38,11 @@ class TargetDir:
             st = os.fstat(fd)
             self.ident = (st.st_dev, st.st_ino)
         self.created = False
+        self.missing = False  # dry run: not there (nor is anything below it)
+        self.dry: bool = parent.dry if parent is not None else False
+        # --overwrite: a non-directory where a directory is restored is replaced by it
+        self.replace: bool = parent.replace if parent is not None else False
+        self.replaced = False
         self.registry: list[TargetDir] = [] if parent is None else parent.registry
 
     # -- names -------------------------------------------------------------------------
@@ -65,30 +70,49 @@ class TargetDir:
 
     def fd(self) -> int:
         """This directory's descriptor: created (mode 0700) and opened if need be, with
-        every directory above it that is not open, from the nearest open one down."""
+        every directory above it that is not open, from the nearest open one down. In a
+        dry run nothing is created: a directory that is not there gives -1."""
         if self._fd is not None:
             return self._fd
         chain: list[TargetDir] = []
         d: TargetDir | None = self
-        while d is not None and d._fd is None:
+        while d is not None and d._fd is None and not d.missing:
             chain.append(d)
             d = d.parent
         assert d is not None, "the target itself is always open"
         for sub in reversed(chain):
-            sub._open_in(d.fd())
-            sub._trim()  # the deepest is kept: the next one opens in it
+            if d.missing:
+                sub.missing = True
+            else:
+                sub._open_in(d.fd())
+                sub._trim()  # the deepest is kept: the next one opens in it
             d = sub
-        assert self._fd is not None
-        return self._fd
+        return -1 if self._fd is None else self._fd
 
     def _open_in(self, pfd: int) -> None:
         if self.ident is None:  # first time: make it
             try:
+                if self.dry:
+                    os.stat(self.name, dir_fd=pfd, follow_symlinks=False)
+                    raise FileExistsError
                 os.mkdir(self.name, 0o700, dir_fd=pfd)
                 self.created = True
+            except FileNotFoundError:
+                if not self.dry:
+                    raise
+                self.missing = True
+                return
             except FileExistsError:
                 st = os.stat(self.name, dir_fd=pfd, follow_symlinks=False)
-                if not stat.S_ISDIR(st.st_mode):
+                if not stat.S_ISDIR(st.st_mode) and self.replace:
+                    self.replaced = True  # --overwrite: a file where a directory was
+                    if self.dry:
+                        self.missing = True
+                        return
+                    os.unlink(self.name, dir_fd=pfd)
+                    os.mkdir(self.name, 0o700, dir_fd=pfd)
+                    self.created = True
+                elif not stat.S_ISDIR(st.st_mode):
                     raise UnsafePath(f"{self.shown()} exists and is not a directory; "
                                      "not restoring into it") from None
         try:

@@ -229,3 +229,30 @@ def test_dump_never_writes_a_byte_that_did_not_verify(
     with pytest.raises(RepofsError, match=f"only its first {first} bytes were written"):
         dumper.dump(repo, entry, out, "big.bin")
     assert out.getvalue() == (src / "big.bin").read_bytes()[:first]
+
+
+def test_resume_and_dry_run_read_no_data(source_repo: tuple[Cli, Path, str],
+                                         tmp_path: Path) -> None:
+    """A restore into a target that already holds the tree (a resumed restore) and a dry
+    run decide from the target alone: with every data chunk unreadable they still find
+    everything unchanged, and not one data read is tried (the prefetcher included)."""
+    cli, src, snap_id = source_repo
+    repo = Repository.open(cli.repo, PASSPHRASE.encode(), damage=DamageLog())
+    body = repo.snapshots.read(snap_id).body
+    assert body is not None
+    target = tmp_path / "t"
+    first = Restorer(repo, target, RestoreOptions()).run(repo.root_entry(body.tree), b"/")
+    assert first.files > 300 and not first.warnings
+    bad: dict[str, set[int]] = {}
+    for _p, e in repo.index.entries():
+        if e.blob_type == spec.BLOB_DATA:
+            loc = repo.index.lookup(e.blob_id, e.blob_type)
+            bad.setdefault(loc.pack, set()).add(loc.entry.offset)
+    for opts in (RestoreOptions(), RestoreOptions(dry_run=True),
+                 RestoreOptions(overwrite="if-changed")):
+        repo = Repository.open(cli.repo, PASSPHRASE.encode(), damage=DamageLog())
+        disk = BadSectors(repo.store, bad)
+        repo.store = disk  # type: ignore[assignment]
+        stats = Restorer(repo, target, opts).run(repo.root_entry(body.tree), b"/")
+        assert stats.unchanged == first.files + first.others, opts
+        assert not stats.warnings and not stats.damaged and not disk.failed, opts
