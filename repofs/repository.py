@@ -309,15 +309,16 @@ class Repository:
     def _index_to_cache(self, exact: bool) -> None:
         """Save the table when it grew enough since the cache was loaded. Never when some
         rows came from elsewhere (a session's own, check's, rows recovered from damage):
-        the cache must hold exactly the segments it names."""
+        the cache must hold exactly the segments it names. A damaged segment added no rows
+        and is not named, so every open reads it again and treats it as DAMAGE says; a
+        writer who plants one cannot switch the cache off for everyone (threat model A3)."""
         gen, cached = self._cache_state
-        if (self.index_cache is None or not exact or self.damaged_segments
-                or self.index.generation == gen):
+        if self.index_cache is None or not exact or self.index.generation == gen:
             return
         if not self.index_cache.worth_saving(cached, len(self.index)):
             self._cache_state = (self.index.generation, cached)
             return
-        saved = self.index_cache.save(self.index, self._segments)
+        saved = self.index_cache.save(self.index, self._segments - set(self.damaged_segments))
         if saved is not None:
             self.index = saved
         self._cache_state = (self.index.generation, len(self.index))

@@ -209,14 +209,17 @@ def test_the_cache_is_rewritten_only_when_it_grew_enough(repo: Repository) -> No
     assert cache_file(repo).stat().st_mtime_ns == before
 
 
-def test_a_planted_segment_is_reported_at_every_open(repo: Repository) -> None:
-    """A segment that does not decode is skipped and named; the cache must not make later
-    opens forget it (nothing is cached while one is damaged)."""
+def test_a_planted_segment_is_read_at_every_open(repo: Repository) -> None:
+    """A segment that does not decode is skipped at every open (the cache does not name
+    it, so it cannot make later opens forget it), and it does not switch the cache off:
+    the other segments still come from the cache. Every pack is listed by a usable
+    segment, so it cost nothing and readers stay quiet (check names it; DAMAGE)."""
     planted = repo.put_object(spec.NS_INDEX, b"not a segment" * 8)
+    reopen(repo)
     for _ in range(2):
         r, read = reopen(repo)
-        assert planted in r.damaged_segments and len(read) == SEGMENTS + 1
-        assert [d.object_id for d in r.damage] == [planted]
+        assert planted in r.damaged_segments and read == [planted]
+        assert not list(r.damage)
 
 
 def test_the_table_is_a_shared_mapping_of_the_cache_file(repo: Repository) -> None:
