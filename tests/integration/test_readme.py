@@ -37,15 +37,7 @@ _NOT_IN_LATEST = "no such file or directory in the snapshot"  # issue #14: see b
 # command (a README line without its comment) -> (expected exit status, the error it
 # must give). Only lines that cannot yet run as written are here; when the issue named is
 # resolved, remove them (the test fails until then: an expected failure that passes).
-EXPECTED: dict[str, tuple[int, str]] = {
-    # issue #14 item 3: `latest` is the newest snapshot of the whole repository, here the
-    # stdin snapshot of the line before, which holds no home/alice (nor etc/fstab);
-    # restic's `latest` honours --host/--tag/--path. Back to 0 when `latest` can be
-    # chosen among snapshots (or the README names the snapshot).
-    "repofs ls -l latest home/alice": (2, _NOT_IN_LATEST),
-    "repofs dump latest etc/fstab > fstab": (2, _NOT_IN_LATEST),
-    "repofs restore latest:home/alice --target /tmp/alice": (2, _NOT_IN_LATEST),
-}
+EXPECTED: dict[str, tuple[int, str]] = {}
 
 
 def readme_use_block(text: str) -> list[str]:

@@ -52,9 +52,13 @@ class CountingStore(AdminStore):
 
 
 def fresh(repo: Repository, capability: str | None = None,
-          store: AdminStore | None = None) -> Repository:
+          store: AdminStore | None = None, cache: bool = False) -> Repository:
+    """The repository opened anew; without the local index cache unless asked, so every
+    segment is read (a warm cache holds what a segment said when it verified)."""
     k = repo.keys if capability is None else keys.restrict(repo.keys, capability)
     r = Repository(store or AdminStore(repo.store.root), k, DamageLog())
+    if not cache:
+        r.index_cache = None
     r.load_index()
     return r
 
@@ -86,6 +90,9 @@ def test_a_damaged_segment_costs_nothing_its_locations_come_back(repo: Repositor
     assert sorted(r.index.entries(), key=repr) == original
     assert contents(r, snap) == FILES
     assert [(d.kind, d.object_id) for d in r.damage] == [("index segment", seg)]
+    warm = fresh(repo, cache=True)  # rows cached while the segment verified: still right
+    assert sorted(warm.index.entries(), key=repr) == original
+    assert contents(warm, snap) == FILES
 
 
 @pytest.mark.parametrize("how", ["truncate", "garbage", "other-key", "delete"])
