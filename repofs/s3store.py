@@ -390,6 +390,10 @@ class S3Store:
         except FileNotFoundError:
             raise RepositoryNotFound(f"no repofs repository at {self.location}") from None
 
+    def config_overwritten(self) -> bool:
+        """Whether the config has several versions (a writer put one over it)."""
+        return self._is_versioned() and len(self._versions(self._key_config())) > 1
+
 
 class AdminS3Store(S3Store):
     """``S3Store`` with delete, for prune and ``key remove`` with the admin's credentials."""
