@@ -52,6 +52,10 @@ ADMIN_PROFILE_ENV = "REPOFS_S3_ADMIN_PROFILE"
 MAX_CONFIG = 64 * 1024
 _BODY_RETRIES = 4  # a body cut off mid-read; botocore retries the request itself
 _PINS = 65536  # objects whose version and size are remembered
+# 409 to a conditional put: another conditional request on the name is in progress (AWS
+# asks to try again); botocore does not retry a 409, so put does, a bounded number of times
+_CONFLICTS = ("ConditionalRequestConflict", "OperationAborted")
+_CONFLICT_RETRIES = 6
 
 Overwrite = Callable[[IntegrityError], None]
 
@@ -182,18 +186,22 @@ class S3Store:
         In a bucket with a default Object Lock retention, HEAD checks the server applied it
         (no lock headers are sent: the writer needs no right to set retention)."""
         body = bytes(data)
-        kw: dict[str, Any] = {}
-        try:
-            self._s3.put_object(
-                Bucket=self.location.bucket, Key=key, Body=body, IfNoneMatch="*",
-                ACL="bucket-owner-full-control",  # the admin owns what writers put
-                ContentMD5=_md5(body), **kw)
-        except botocore.exceptions.ClientError as e:
-            if _status(e) == 412 or _code(e) == "PreconditionFailed":
-                return False
-            self._call(_raise(e), f"put {key}")
-        except botocore.exceptions.BotoCoreError as e:
-            raise RemoteError(f"{self.location}: put {key}: {e}") from None
+        for attempt in range(_CONFLICT_RETRIES):
+            try:
+                self._s3.put_object(
+                    Bucket=self.location.bucket, Key=key, Body=body, IfNoneMatch="*",
+                    ACL="bucket-owner-full-control",  # the admin owns what writers put
+                    ContentMD5=_md5(body))
+                break
+            except botocore.exceptions.ClientError as e:
+                if _status(e) == 412 or _code(e) == "PreconditionFailed":
+                    return False
+                if _code(e) in _CONFLICTS and attempt < _CONFLICT_RETRIES - 1:
+                    time.sleep(0.1 * 2 ** attempt)  # another put of the name is under way
+                    continue
+                self._call(_raise(e), f"put {key}")
+            except botocore.exceptions.BotoCoreError as e:
+                raise RemoteError(f"{self.location}: put {key}: {e}") from None
         rule = self.lock_rule()
         if rule is not None:
             self._check_lock(key, *rule)
