@@ -35,13 +35,15 @@ def read_chunk(repo: Repository, chunk_id: bytes) -> bytes:
 
 
 class Prefetch:
-    """Reads the chunks of the files ``plan`` names, in that order, in two threads."""
+    """Reads the chunks of the files ``plan`` names, in that order, in two threads (or as
+    many as the store asks for: ``parallel_reads``, where each read waits a round trip)."""
 
     def __init__(self, repo: Repository, window: int = 64 * 1024 * 1024) -> None:
         self.repo = repo
         self.window = window
         self.inflight = 0
-        self._pool = ThreadPoolExecutor(2, thread_name_prefix="repofs-restore")
+        threads = max(2, min(int(getattr(repo.store, "parallel_reads", 2)), 16))
+        self._pool = ThreadPoolExecutor(threads, thread_name_prefix="repofs-restore")
         self._queue: deque[tuple[int, bytes, int, Future[bytes]]] = deque()
         self._todo: deque[tuple[int, bytes, int]] = deque()
         self._planned: Counter[int] = Counter()  # file -> its chunks queued or to do

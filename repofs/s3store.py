@@ -97,6 +97,10 @@ class S3Store:
     the version pins are behind a lock."""
 
     fork_safe = False  # a forked copy would share the connection pool
+    # each request waits a round trip: restore's prefetch and create's pack uploads run
+    # this many at once here (a local store keeps its own defaults)
+    parallel_reads = 8
+    parallel_writes = 4
 
     def __init__(self, loc: S3Location, admin: bool = False) -> None:
         self.location = loc
