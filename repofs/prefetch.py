@@ -3,7 +3,8 @@
 AES-GCM and zstd release the GIL, so while restore writes one file the next
 files' chunks are being fetched. Chunks are queued in the order the restore will
 ask for them; at most ``window`` bytes are in flight. Small chunks are read by the
-writer itself: handing them to a thread costs more than reading them.
+writer itself: handing them to a thread costs more than reading them (unless the
+store asks for ``parallel_reads``: over S3 every read waits a round trip).
 
 A read the storage could not serve (an ``OSError`` such as EIO, wherever in the
 repository it happened) comes back as ``errors.Unreadable``, so the restore treats
@@ -43,6 +44,8 @@ class Prefetch:
         self.window = window
         self.inflight = 0
         threads = max(2, min(int(getattr(repo.store, "parallel_reads", 2)), 16))
+        # where a read waits a round trip, a small chunk costs that too: prefetch them all
+        self._min = PREFETCH_MIN if threads == 2 else 0
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="repofs-restore")
         self._queue: deque[tuple[int, bytes, int, Future[bytes]]] = deque()
         self._todo: deque[tuple[int, bytes, int]] = deque()
@@ -52,7 +55,7 @@ class Prefetch:
         """Queue the chunks of these files (in restore order) behind what is queued."""
         for e in files:
             for p in e.parts:
-                if p.chunk_id is not None and p.size >= PREFETCH_MIN:
+                if p.chunk_id is not None and p.size >= self._min:
                     self._todo.append((id(e), p.chunk_id, p.size))
                     self._planned[id(e)] += 1
         self._fill()
