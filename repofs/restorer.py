@@ -143,6 +143,7 @@ class Restorer:
 
     def _load_tree(self, tree_id: bytes) -> list[Entry]:
         try:
+            self._prefetch.tree_loaded(tree_id)
             return self.repo.load_tree(tree_id)
         except (IntegrityError, OSError) as e:
             raise blob_failure(self.repo, e, tree_id, spec.BLOB_TREE) from None
@@ -204,6 +205,7 @@ class Restorer:
             elif self._selected(self._path(d, child.name)):
                 self._restore_entry(d, child, tree)
         subdirs.reverse()  # popped from the end: restored in name order
+        self._prefetch.trees([c.subtree for c in reversed(subdirs) if c.subtree])
         return _Frame(d, entry, subdirs, tree)
 
     def _leave(self, parent: TargetDir, done: _Frame) -> None:
