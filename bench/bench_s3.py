@@ -17,7 +17,8 @@ directory), ``restic-s3`` (restic's s3 backend, repository format 2, compression
 Usage::
 
     .venv/bin/python bench/bench_s3.py [--work /dev/shm/repofs-bench-s3] [--size-mib 200]
-                                       [--rounds 3] [--base-rev REV] [--no-restic]
+                                       [--rounds 3] [--rev REV] [--base-rev REV]
+                                       [--no-restic] [--latency-ms MS]
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ import bench_core  # noqa: E402
 from bench_core import PASSPHRASE, measure, verify  # noqa: E402
 
 from tests.s3.ceph import Ceph  # noqa: E402
+from tests.s3.faultproxy import FaultProxy  # noqa: E402
 
 MiB = 1 << 20
 STEPS = ("create", "restore")
@@ -120,7 +122,7 @@ def empty_bucket(s3: object, bucket: str) -> None:
 
 
 def one_round(ceph: Ceph, s3: object, variants: dict[str, str], src: Path, work: Path,
-              log: Path) -> dict[tuple[str, str], float]:
+              log: Path, port: int) -> dict[tuple[str, str], float]:
     out: dict[tuple[str, str], float] = {}
     creds = ceph.admin().env()
     for variant, pythonpath in variants.items():
@@ -133,7 +135,7 @@ def one_round(ceph: Ceph, s3: object, variants: dict[str, str], src: Path, work:
             bucket = f"bench-{variant}-{tag}"
             s3.create_bucket(Bucket=bucket)  # type: ignore[attr-defined]
             scheme = "s3:http://" if variant.startswith("restic") else "s3+http://"
-            where = f"{scheme}127.0.0.1:{ceph.port}/{bucket}/repo"
+            where = f"{scheme}127.0.0.1:{port}/{bucket}/repo"
         tool = "restic" if variant.startswith("restic") else "repofs"
         env = env_for(tool, scratch / "cache", creds, pythonpath)
         cmds = commands(variant, where, src, scratch / "out", pythonpath)
@@ -162,6 +164,8 @@ def main() -> int:
                     "which others may change during a run)")
     ap.add_argument("--base-rev", help="also run repofs from this commit on S3 (A/B)")
     ap.add_argument("--no-restic", action="store_true")
+    ap.add_argument("--latency-ms", type=float, default=0,
+                    help="delay every S3 answer this long (a proxy: a network's round trip)")
     args = ap.parse_args()
     import boto3
     import botocore.config
@@ -191,8 +195,15 @@ def main() -> int:
     shutil.rmtree(ceph.base, ignore_errors=True)
     ceph.base.mkdir(parents=True)
     rounds: list[dict[tuple[str, str], float]] = []
+    proxy = None
     try:
         ceph.start()
+        port = ceph.port
+        if args.latency_ms:
+            proxy = FaultProxy(ceph.port)
+            proxy.faults.kinds, proxy.faults.every = ("stall",), 1
+            proxy.faults.stall = args.latency_ms / 1000
+            port = proxy.port
         s3 = boto3.client("s3", endpoint_url=ceph.endpoint, region_name="us-east-1",
                           aws_access_key_id=ceph.admin().access_key,
                           aws_secret_access_key=ceph.admin().secret_key,
@@ -202,12 +213,15 @@ def main() -> int:
                               response_checksum_validation="when_required"))
         for i in range(args.rounds):
             print(f"round {i + 1}/{args.rounds}", flush=True)
-            rounds.append(one_round(ceph, s3, variants, src, work, log))
+            rounds.append(one_round(ceph, s3, variants, src, work, log, port))
     finally:
+        if proxy is not None:
+            proxy.stop()
         ceph.stop()
         shutil.rmtree(ceph.base, ignore_errors=True)
     print(f"\n{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC, "
-          f"{size / MiB:.0f} MiB, {args.rounds} rounds (medians)")
+          f"{size / MiB:.0f} MiB, {args.rounds} rounds (medians), "
+          f"{args.latency_ms:g} ms added per S3 request")
     print(f"{'variant':14} {'create s':>9} {'MiB/s':>7} {'restore s':>10} {'MiB/s':>7}")
     for v in variants:
         c = statistics.median(r[(v, "create")] for r in rounds)
