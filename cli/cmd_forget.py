@@ -11,6 +11,7 @@ from repofs_cli.common import json_option, open_repo, repo_option
 
 from repofs import audit, forget, retention
 from repofs.adminstore import open_admin_store
+from repofs.errors import RemoteError
 from repofs.location import is_s3
 
 _GROUPS = {"host,paths": ("host", "paths"), "host": ("host",), "paths": ("paths",),
@@ -90,8 +91,12 @@ def forget_cmd(repo: Path, snapshots: tuple[str, ...], keep_last: int, keep_hour
     renewed = 0
     if is_s3(repo) and not dry_run:  # Object Lock: with the admin's S3 credentials
         progress = output.Progress()
-        renewed = forget.renew_locks(r, open_admin_store(repo, "forget"),
-                                     progress.show if progress.enabled else None)
+        try:
+            renewed = forget.renew_locks(r, open_admin_store(repo, "forget"),
+                                         progress.show if progress.enabled else None)
+        except RemoteError as e:  # the removal is written: say what is left undone
+            output.warn(f"the Object Lock was not renewed (the admin's S3 profile: "
+                        f"REPOFS_S3_ADMIN_PROFILE): {e}")
         progress.done()
         if renewed:
             output.note(f"renewed the Object Lock of {renewed} objects")
