@@ -13,9 +13,8 @@ from repofs_cli.outcome import Outcome
 from repofs import audit
 from repofs.chain import HeadsGuard
 from repofs.checker import Checker, CheckReport, Lost
-from repofs.location import is_remote
+from repofs.location import open_store
 from repofs.storagecheck import StorageReport, check_storage
-from repofs.store import LocalStore
 
 
 def _share(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
@@ -38,7 +37,8 @@ def _share(ctx: click.Context, param: click.Parameter, value: str | None) -> flo
               help="Like --read-data, for a random N percent of the packs (e.g. 10%).")
 @click.option("--storage-only", is_flag=True,
               help="Without any key: re-hash every object against its name and check what "
-                   "is readable in clear (for the storage host; local paths only).")
+                   "is readable in clear (for the storage host, or any s3:// or ssh:// "
+                   "location).")
 @json_option
 def check(repo: Path, read_data: bool, subset: float | None, storage_only: bool,
           as_json: bool) -> Outcome:
@@ -53,9 +53,7 @@ def check(repo: Path, read_data: bool, subset: float | None, storage_only: bool,
     if storage_only:
         if read_data or subset is not None:
             raise click.UsageError("--storage-only reads no data: it holds no key")
-        if is_remote(repo):
-            raise click.UsageError("--storage-only runs where the files are: give a local path")
-        report = check_storage(LocalStore.open(Path(repo)), show)
+        report = check_storage(open_store(repo), show)
         progress.done()
         audit.event("check", path=repo.absolute(), storage_only=True,
                     problems=len(report.problems))

@@ -10,6 +10,9 @@ from repofs_cli import output
 from repofs_cli.common import json_option, open_repo, repo_option
 
 from repofs import audit, forget, retention, signed
+from repofs.adminstore import open_admin_store
+from repofs.errors import RemoteError
+from repofs.location import is_s3
 from repofs.model import Snapshot
 
 _GROUPS = {"host,paths": ("host", "paths"), "host": ("host",), "paths": ("paths",),
@@ -91,6 +94,18 @@ def forget_cmd(repo: Path, snapshots: tuple[str, ...], keep_last: int, keep_hour
     plan = (forget.plan_ids(r, snapshots) if snapshots else
             forget.plan_policy(r, policy, _GROUPS[group_by], hosts))
     names = [] if dry_run else forget.commit(r, plan)
+    renewed = 0
+    if is_s3(repo) and not dry_run:  # Object Lock: with the admin's S3 credentials
+        progress = output.Progress()
+        try:
+            renewed = forget.renew_locks(r, open_admin_store(repo, "forget"),
+                                         progress.show if progress.enabled else None)
+        except RemoteError as e:  # the removal is written: say what is left undone
+            output.warn(f"the Object Lock was not renewed (the admin's S3 profile: "
+                        f"REPOFS_S3_ADMIN_PROFILE): {e}")
+        progress.done()
+        if renewed:
+            output.note(f"renewed the Object Lock of {renewed} objects")
     audit.event("forget", repo=r.id, key=r.keys.key_name, path=repo.absolute(),
                 removed=sorted(plan.remove), records=names, dry_run=dry_run)
     if as_json:

@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import errno
 import os
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Protocol
 
+from repofs import spec
 from repofs.errors import NeedsDirectAccess
 from repofs.location import RepoLocation, is_remote, is_s3
 from repofs.store import LocalStore, WriterStore
@@ -61,6 +63,26 @@ class AdminStore(LocalStore):
         return os.lstat(self.path(namespace, name)).st_mtime_ns
 
 
+def renew_locks(store: object, skip: Collection[str] = (),
+                progress: Callable[[str], None] | None = None) -> int:
+    """s3:// with Object Lock: renew the lock of every object but those named in ``skip``
+    (what is going: condemned packs, removed snapshots), so no kept snapshot can be deleted
+    by anyone until the bucket's retention days after this run. The one place forget and
+    prune (with the admin's credentials) do it; a store without Object Lock (``extend_lock``
+    absent, or no retention rule on the bucket) costs nothing. The number renewed."""
+    extend: Callable[[str, str], bool] | None = getattr(store, "extend_lock", None)
+    lister = getattr(store, "list", None)
+    if extend is None or lister is None or getattr(store, "lock_rule", lambda: None)() is None:
+        return 0
+    count = int(bool(extend(spec.CONFIG_NAME, "")))
+    for ns in spec.NAMESPACES:
+        for name in sorted(set(lister(ns)) - set(skip)):
+            if progress is not None:
+                progress(f"renewing Object Lock: {count}")
+            count += bool(extend(ns, name))
+    return count
+
+
 def open_admin_store(location: RepoLocation, what: str) -> DeletingStore:
     """The deleting store of a local or s3:// repository; ``what`` names the command for
     the error."""
@@ -77,4 +99,4 @@ def open_admin_store(location: RepoLocation, what: str) -> DeletingStore:
     return store
 
 
-__all__ = ["AdminStore", "DeletingStore", "open_admin_store"]
+__all__ = ["AdminStore", "DeletingStore", "open_admin_store", "renew_locks"]

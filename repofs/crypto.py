@@ -10,6 +10,8 @@ admin key may write (removals and condemnations: repofs-format(5), SIGNED RECORD
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import hmac
 import secrets
 from collections.abc import Iterable
@@ -158,3 +160,9 @@ def ed25519_verify(public: bytes, signature: bytes, message: bytes) -> bool:
     except (InvalidSignature, ValueError):
         return False
     return True
+
+
+def content_md5(body: bytes) -> str:
+    """Content-MD5 (base64): a transfer checksum S3 requires on lock buckets, not a
+    security hash (names, BLAKE3, are what readers verify)."""
+    return base64.b64encode(hashlib.md5(body, usedforsecurity=False).digest()).decode()

@@ -32,10 +32,10 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from repofs import chain, retention, signed, spec
+from repofs import adminstore, chain, retention, signed, spec
 from repofs.errors import NotPermitted, SnapshotNotFound
 from repofs.model import Snapshot, SnapshotHead
 from repofs.repository import Repository
@@ -180,4 +180,17 @@ def commit(repo: Repository, plan: ForgetPlan, now_ns: int | None = None) -> lis
     return names
 
 
-__all__ = ["ForgetPlan", "assess", "commit", "plan_ids", "plan_policy"]
+def renew_locks(repo: Repository, store: object,
+                progress: Callable[[str], None] | None = None) -> int:
+    """s3:// with Object Lock, on ``store`` opened with the admin's credentials: renew the
+    lock of every object but what a removal or condemn record names (a lock renewed on
+    those would keep them forever), so nothing a kept snapshot needs can be deleted by
+    anyone until the bucket's retention days after this run. Prune does the same;
+    ``adminstore.renew_locks`` is the one place."""
+    going = set(repo.snapshots.removed())
+    for r in signed.read_condemnations(repo.store, repo.keys).records:
+        going |= r.packs | r.segments
+    return adminstore.renew_locks(store, going, progress)
+
+
+__all__ = ["ForgetPlan", "assess", "commit", "plan_ids", "plan_policy", "renew_locks"]

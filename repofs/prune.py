@@ -27,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from repofs import gc, signed, spec
-from repofs.adminstore import DeletingStore
+from repofs.adminstore import DeletingStore, renew_locks
 from repofs.blobtable import Location
 from repofs.compression import Codec
 from repofs.errors import IntegrityError, NeedsDirectAccess, NotPermitted
@@ -73,9 +73,11 @@ class Pruner:
         self.progress = progress or (lambda _m: None)
         self.report = PruneReport()
         self.locked = 0  # objects S3 Object Lock kept from being deleted
+        self.going: set[str] = set()  # condemned or removed: their locks are not renewed
 
     def run(self) -> PruneReport:
         removed = self.repo.snapshots.removed()
+        self.going |= removed
         kept = self._kept_snapshots(removed)
         holes = self._holes()
         if holes:
@@ -99,23 +101,21 @@ class Pruner:
         return self.report
 
     def _extend_locks(self) -> None:
-        """s3:// with Object Lock: renew the lock of every object kept (all but what this
-        run condemned), so no kept snapshot can be deleted until DAYS after this run."""
-        extend = getattr(self.store, "extend_lock", None)
-        if extend is None or self.dry_run:
+        """s3:// with Object Lock: renew the lock of every object kept (all but what a
+        condemn or removal record names: a lock renewed on those would keep them forever),
+        so no kept snapshot can be deleted until DAYS after this run."""
+        if self.dry_run:
             return
-        going = set(self.report.condemned_packs) | set(self.report.condemned_segments)
-        count = int(bool(extend(spec.CONFIG_NAME, "")))
-        for ns in spec.NAMESPACES:
-            for name in sorted(set(self.store.list(ns)) - going):
-                self.progress(f"renewing Object Lock: {count}")
-                count += bool(extend(ns, name))
+        going = self.going | set(self.report.condemned_packs) | \
+            set(self.report.condemned_segments)
+        count = renew_locks(self.store, going, self.progress)
         if count:
             self.report.notes.append(f"renewed the Object Lock of {count} objects")
 
     def _cycle(self, live: set[gc.BlobKey], removed: frozenset[str]) -> None:
         records = signed.read_condemnations(self.store, self.repo.keys, self.repo.damage)
         due = self.now_ns - self.grace_ns
+        self.going |= {n for r in records.records for n in (*r.packs, *r.segments)}
         self._sweep(live, {p for r in records.records if r.time_ns <= due for p in r.packs},
                     {s for r in records.records if r.time_ns <= due for s in r.segments},
                     removed)

@@ -105,6 +105,7 @@ class Restorer:
 
     def _load_tree(self, tree_id: bytes) -> list[Entry]:
         try:
+            self.w.prefetch.tree_loaded(tree_id)
             return self.repo.load_tree(tree_id)
         except (IntegrityError, OSError) as e:
             raise blob_failure(self.repo, e, tree_id, spec.BLOB_TREE) from None
@@ -171,6 +172,7 @@ class Restorer:
             elif self._selected(self._path(d, child.name)):
                 self.w.restore_entry(d, child, tree)
         subdirs.reverse()  # popped from the end: restored in name order
+        self.w.prefetch.trees([c.subtree for c in reversed(subdirs) if c.subtree])
         return _Frame(d, entry, subdirs, tree)
 
     def _backed_up(self, d: TargetDir) -> bool:

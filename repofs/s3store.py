@@ -8,22 +8,18 @@ with ``If-None-Match: *`` and ``Content-MD5`` (nothing is ever visible half-writ
 and lock buckets require the checksum); 412 means the name exists, and is success
 only if the stored object hashes to its name. Some servers (Ceph RGW 16.2) ignore
 ``If-None-Match`` in versioned and object-lock buckets, so a writer can put a new
-version over a name: readers verify every object against its name (BLAKE3), and when
-the current version does not match, this store looks through the object's versions
-for the one that does, reads that one from then on, and tells its ``overwrite``
-listener (the repository's damage log: the overwrite means a writer's credentials are
-in hostile hands). Ranged reads of a versioned object are pinned to one version.
+version over a name: when the current version does not hash to its name, this store
+looks through the object's versions for the one that does, reads that one from then
+on (ranged reads are pinned to it), and tells its ``overwrite`` listener (the damage
+log: the overwrite means a writer's credentials are in hostile hands).
 
-Credentials come only the standard way (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
-AWS_SESSION_TOKEN, AWS_PROFILE, the shared credentials file); ``admin=True`` uses the
-profile REPOFS_S3_ADMIN_PROFILE names (for the commands that delete). Never the URL.
+Credentials only the standard way (AWS_* variables, AWS_PROFILE, the shared files);
+``admin=True`` uses the profile REPOFS_S3_ADMIN_PROFILE names. Never the URL.
 """
 
 from __future__ import annotations
 
-import base64
 import errno
-import hashlib
 import os
 import threading
 import time
@@ -44,14 +40,18 @@ from repofs.errors import (
     RepositoryExists,
     RepositoryNotFound,
 )
+from repofs.rangecache import WindowCache
 from repofs.s3location import S3Location, is_s3, parse_url
-from repofs.spec import CONFIG_NAME, MAX_OBJECT, NAMESPACES
+from repofs.spec import CONFIG_NAME, MAX_OBJECT, NAMESPACES, NS_DATA
 from repofs.store import valid_name
 
 ADMIN_PROFILE_ENV = "REPOFS_S3_ADMIN_PROFILE"
 MAX_CONFIG = 64 * 1024
 _BODY_RETRIES = 4  # a body cut off mid-read; botocore retries the request itself
 _PINS = 65536  # objects whose version and size are remembered
+# 409 to a conditional put (another on the name in progress): botocore leaves it, put retries
+_CONFLICTS = ("ConditionalRequestConflict", "OperationAborted")
+_CONFLICT_RETRIES = 6
 
 Overwrite = Callable[[IntegrityError], None]
 
@@ -93,6 +93,9 @@ class S3Store:
     the version pins are behind a lock."""
 
     fork_safe = False  # a forked copy would share the connection pool
+    # requests wait a round trip: restore's prefetch, create's uploads run this many at once
+    parallel_reads = 8
+    parallel_writes = 4
 
     def __init__(self, loc: S3Location, admin: bool = False) -> None:
         self.location = loc
@@ -104,6 +107,7 @@ class S3Store:
         self.overwritten: dict[str, str] = {}  # "ns/name" -> the version that verifies
         self._lock_rule: tuple[str, int] | None = None  # bucket default retention
         self._lock_read = False
+        self._windows = WindowCache(self._range)
 
     # -- open / create --------------------------------------------------------------------
     @classmethod
@@ -182,18 +186,22 @@ class S3Store:
         In a bucket with a default Object Lock retention, HEAD checks the server applied it
         (no lock headers are sent: the writer needs no right to set retention)."""
         body = bytes(data)
-        kw: dict[str, Any] = {}
-        try:
-            self._s3.put_object(
-                Bucket=self.location.bucket, Key=key, Body=body, IfNoneMatch="*",
-                ACL="bucket-owner-full-control",  # the admin owns what writers put
-                ContentMD5=_md5(body), **kw)
-        except botocore.exceptions.ClientError as e:
-            if _status(e) == 412 or _code(e) == "PreconditionFailed":
-                return False
-            self._call(_raise(e), f"put {key}")
-        except botocore.exceptions.BotoCoreError as e:
-            raise RemoteError(f"{self.location}: put {key}: {e}") from None
+        for attempt in range(_CONFLICT_RETRIES):
+            try:
+                self._s3.put_object(
+                    Bucket=self.location.bucket, Key=key, Body=body, IfNoneMatch="*",
+                    ACL="bucket-owner-full-control",  # the admin owns what writers put
+                    ContentMD5=crypto.content_md5(body))
+                break
+            except botocore.exceptions.ClientError as e:
+                if _status(e) == 412 or _code(e) == "PreconditionFailed":
+                    return False
+                if _code(e) in _CONFLICTS and attempt < _CONFLICT_RETRIES - 1:
+                    time.sleep(0.1 * 2 ** attempt)  # another put of the name is under way
+                    continue
+                self._call(_raise(e), f"put {key}")
+            except botocore.exceptions.BotoCoreError as e:
+                raise RemoteError(f"{self.location}: put {key}: {e}") from None
         rule = self.lock_rule()
         if rule is not None:
             self._check_lock(key, *rule)
@@ -342,9 +350,15 @@ class S3Store:
     def get_range(self, namespace: str, name: str, offset: int, length: int) -> bytes:
         if length <= 0:
             return b""
-        vid, size = self._pin(namespace, name)
+        size = self._pin(namespace, name)[1]
         if offset >= size:
             return b""
+        if namespace == NS_DATA:  # blobs of a pack are read in runs: by windows
+            return self._windows.read(namespace, name, offset, length, size)
+        return self._range(namespace, name, offset, length)
+
+    def _range(self, namespace: str, name: str, offset: int, length: int) -> bytes:
+        vid, size = self._pin(namespace, name)
         kw = {"VersionId": vid} if vid else {}
         return self._read(f"{namespace}/{name}", length, Key=self._key(namespace, name),
                           Range=f"bytes={offset}-{min(offset + length, size) - 1}", **kw)
@@ -390,6 +404,10 @@ class S3Store:
         except FileNotFoundError:
             raise RepositoryNotFound(f"no repofs repository at {self.location}") from None
 
+    def config_overwritten(self) -> bool:
+        """Whether the config has several versions (a writer put one over it)."""
+        return self._is_versioned() and len(self._versions(self._key_config())) > 1
+
 
 class AdminS3Store(S3Store):
     """``S3Store`` with delete, for prune and ``key remove`` with the admin's credentials."""
@@ -400,6 +418,7 @@ class AdminS3Store(S3Store):
         key = self._key(namespace, name)
         with self._lock:
             self._pins.pop(key, None)
+        self._windows.forget(namespace, name)
         if not self._is_versioned():
             if not self.exists(namespace, name):
                 return False
@@ -464,12 +483,6 @@ class AdminS3Store(S3Store):
         head = self._call(self._s3.head_object, f"head {namespace}/{name}",
                           Bucket=self.location.bucket, Key=self._key(namespace, name))
         return int(head["LastModified"].timestamp() * 1e9)
-
-
-def _md5(body: bytes) -> str:
-    """Content-MD5: a transfer checksum S3 requires on lock buckets, not a security hash
-    (names, BLAKE3, are what readers verify)."""
-    return base64.b64encode(hashlib.md5(body, usedforsecurity=False).digest()).decode()
 
 
 def _raise(e: Exception) -> Callable[..., Any]:

@@ -25,6 +25,7 @@ stops where bytes would be compressed and written, so it writes nothing at all.
 from __future__ import annotations
 
 import sys
+import threading
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -83,7 +84,11 @@ class WriteSession:
         self.stats = WriteStats()
         sys.setswitchinterval(min(sys.getswitchinterval(), _SWITCH_INTERVAL))
         self._cpu = ThreadPoolExecutor(2, thread_name_prefix="repofs-compress")
-        self._io = ThreadPoolExecutor(1, thread_name_prefix="repofs-pack")
+        # packs sealed and written one at a time, or as many as the store asks for
+        # (``parallel_writes``: over a network each put waits a round trip)
+        self._uploads = max(1, min(int(getattr(repo.store, "parallel_writes", 1)), 8))
+        self._io = ThreadPoolExecutor(self._uploads, thread_name_prefix="repofs-pack")
+        self._stats_lock = threading.Lock()
         self._hash = ThreadPoolExecutor(1, thread_name_prefix="repofs-hash")
         # (id, type, raw length) of each blob of a job, and the job's (codec, payload)s
         self._queue: deque[tuple[list[tuple[bytes, int, int]],
@@ -218,7 +223,7 @@ class WriteSession:
             return
         self._builders[blob_type] = PackBuilder()
         self._writes.append(self._io.submit(self._write_pack, builder))
-        while len(self._writes) > _MAX_WRITES:
+        while len(self._writes) > _MAX_WRITES * self._uploads:
             self._written.append(self._writes.popleft().result())
         if len(self._written) >= CHECKPOINT_PACKS:
             self._list_written()
@@ -227,8 +232,9 @@ class WriteSession:
         cipher = self.repo.new_cipher(spec.KIND_PACK, spec.MODE_SEALED)
         data, entries = builder.seal(cipher)
         name = self.repo.put_object(spec.NS_DATA, data)
-        self.stats.bytes_stored += len(data)
-        self.stats.packs += 1
+        with self._stats_lock:
+            self.stats.bytes_stored += len(data)
+            self.stats.packs += 1
         return name, entries
 
     def flush(self) -> None:
@@ -254,7 +260,9 @@ class WriteSession:
         if self._written or adopted:
             self._packs.update(pack for pack, _ in self._written)
             name = self.repo.write_index_segment(adopted + self._written)
-            self.stats.bytes_stored += self.repo.store.size(spec.NS_INDEX, name)
+            size = self.repo.store.size(spec.NS_INDEX, name)
+            with self._stats_lock:  # pack writes may be running
+                self.stats.bytes_stored += size
             for pack, entries in self._written:
                 self.repo.index.add_pack(pack, entries)
             self._written = []

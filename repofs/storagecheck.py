@@ -9,6 +9,13 @@ cleartext parts of each object (header magic, version and kind; a pack's
 trailer length; a key file's outer record and KDF bounds; a signed record's
 envelope), and anything in the namespaces that is not an object at all.
 
+The same runs on an ``s3://`` or ``ssh://`` repository through its store (no key
+there either): every object listed is read back in ranges and re-hashed, and its
+cleartext checked. In an S3 bucket that keeps versions, an object whose current
+version was put over the one that matches its name is a problem of its own: the
+server let a writer overwrite it (Ceph RGW ignores If-None-Match in versioned
+buckets), which means a writer's credentials are in hostile hands.
+
 It cannot tell a planted object from a real one (a writer's object hashes to
 its name like any other) nor whether anything is missing: that needs a key and
 ``repofs check``.
@@ -25,7 +32,7 @@ from typing import Any
 from repofs import crypto, keys, spec
 from repofs.envelope import HEADER, HEADER_LEN
 from repofs.errors import BadKeyFile, IntegrityError
-from repofs.store import LocalStore, valid_name
+from repofs.store import LocalStore, WriterStore, valid_name
 
 _READ = 8 * 1024 * 1024
 _KIND = {spec.NS_DATA: spec.KIND_PACK, spec.NS_INDEX: spec.KIND_INDEX,
@@ -67,7 +74,8 @@ def _chunks(fd: int) -> Iterator[bytes]:
 
 
 class StorageChecker:
-    """Re-hash every object of a local repository and check its cleartext structure."""
+    """Re-hash every object of a repository and check its cleartext structure: a local one
+    through its files, any other through its store."""
 
     def __init__(self, store: LocalStore, progress: Callable[[str], None] | None = None) -> None:
         self.store = store
@@ -145,43 +153,110 @@ class StorageChecker:
                 spec.NS_KEYS, spec.NS_REMOVALS, spec.NS_CONDEMNED) else b""
         finally:
             os.close(fd)
-        detail = self._structure(ns, name, st.st_size, head, tail, small)
+        detail = _structure(ns, name, st.st_size, head, tail, small)
         if detail:
             self._problem(kind, name, detail)
 
-    def _structure(self, ns: str, name: str, size: int, head: bytes, tail: bytes,
-                   whole: bytes) -> str | None:
-        """What is wrong with the cleartext of an intact object (planted by a key holder)."""
-        if ns in _KIND:
-            if len(head) < HEADER_LEN:
-                return "shorter than an object header"
-            magic, version, kind, mode, _ = HEADER.unpack(head)
-            if magic != spec.MAGIC or version != spec.FORMAT_VERSION:
-                return "not a repofs object of format version 1"
-            if kind != _KIND[ns] or mode not in (spec.MODE_SEALED, spec.MODE_SHARED):
-                return f"header names kind {kind}, mode {mode}: not a {_NAMES[ns]}"
-            if ns == spec.NS_DATA and (size < HEADER_LEN + 4 or size - 4 - int.from_bytes(
-                    tail, "big") < HEADER_LEN):
-                return "bad trailer length"
-            return None
-        if ns == spec.NS_KEYS:
-            try:
-                keys.describe(whole, name)
-            except BadKeyFile as e:
-                return f"not a usable key file ({e})"
-            return None
+def _structure(ns: str, name: str, size: int, head: bytes, tail: bytes,
+               whole: bytes) -> str | None:
+    """What is wrong with the cleartext of an intact object (planted by a key holder)."""
+    if ns in _KIND:
+        if len(head) < HEADER_LEN:
+            return "shorter than an object header"
+        magic, version, kind, mode, _ = HEADER.unpack(head)
+        if magic != spec.MAGIC or version != spec.FORMAT_VERSION:
+            return "not a repofs object of format version 1"
+        if kind != _KIND[ns] or mode not in (spec.MODE_SEALED, spec.MODE_SHARED):
+            return f"header names kind {kind}, mode {mode}: not a {_NAMES[ns]}"
+        if ns == spec.NS_DATA and (size < HEADER_LEN + 4 or size - 4 - int.from_bytes(
+                tail, "big") < HEADER_LEN):
+            return "bad trailer length"
+        return None
+    if ns == spec.NS_KEYS:
         try:
-            f = spec.Fields(spec.unpack(whole, _NAMES[ns], name), _NAMES[ns], name)
-            ok = (f.integer("v") == spec.FORMAT_VERSION and f.text("type") == _RECORD_TYPE[ns]
-                  and len(f.blob("sig")) == 64 and bool(f.blob("body")))
+            keys.describe(whole, name)
+        except BadKeyFile as e:
+            return f"not a usable key file ({e})"
+        return None
+    try:
+        f = spec.Fields(spec.unpack(whole, _NAMES[ns], name), _NAMES[ns], name)
+        ok = (f.integer("v") == spec.FORMAT_VERSION and f.text("type") == _RECORD_TYPE[ns]
+              and len(f.blob("sig")) == 64 and bool(f.blob("body")))
+    except IntegrityError as e:
+        return e.detail
+    return None if ok else "not a signed record of this namespace's type"
+
+
+class StoreChecker:
+    """The same checks on an ``s3://`` or ``ssh://`` store: no files to look at, so every
+    listed object is read back in ranges of at most 8 MiB (memory stays bounded)."""
+
+    def __init__(self, store: WriterStore,
+                 progress: Callable[[str], None] | None = None) -> None:
+        self.store = store
+        self.progress = progress or (lambda _m: None)
+        self.report = StorageReport()
+        if hasattr(store, "overwrite"):  # s3://: a newer version over the matching one
+            store.overwrite = lambda e: self._problem(
+                _NAMES.get(e.kind, e.kind), e.object_id,
+                f"{e.detail}: the server let a writer overwrite it, so a writer's "
+                "credentials are in hostile hands")
+
+    def run(self) -> StorageReport:
+        config_overwritten = getattr(self.store, "config_overwritten", None)
+        if config_overwritten is not None and config_overwritten():
+            self._problem("config", "config", "overwritten in the bucket (several versions; "
+                          "readers use the first): a writer's credentials are in hostile "
+                          "hands")
+        for ns in spec.NAMESPACES:
+            count = 0
+            for name in sorted(self.store.list(ns)):
+                count += 1
+                self.progress(f"{ns}: {count}")
+                self._object(ns, name)
+            self.report.counts[f"{_NAMES[ns]}s"] = count
+        return self.report
+
+    def _problem(self, kind: str, object_id: str, detail: str) -> None:
+        self.report.problems.append(StorageProblem(kind, object_id, detail))
+
+    def _object(self, ns: str, name: str) -> None:
+        kind = _NAMES[ns]
+        try:
+            size = self.store.size(ns, name)
+            if crypto.object_name_of(self._chunks(ns, name, size)) != name:
+                self._problem(kind, name, "content does not match its name (damaged or "
+                                          "tampered)")
+                return
+            head = self.store.get_range(ns, name, 0, HEADER_LEN)
+            tail = self.store.get_range(ns, name, max(size - 4, 0), 4)
+            small = self.store.get_range(ns, name, 0, size) if ns in (
+                spec.NS_KEYS, spec.NS_REMOVALS, spec.NS_CONDEMNED) else b""
+        except FileNotFoundError:
+            self._problem(kind, name, "listed but cannot be read (deleted meanwhile?)")
+            return
         except IntegrityError as e:
-            return e.detail
-        return None if ok else "not a signed record of this namespace's type"
+            self._problem(kind, name, e.detail)
+            return
+        detail = _structure(ns, name, size, head, tail, small)
+        if detail:
+            self._problem(kind, name, detail)
+
+    def _chunks(self, ns: str, name: str, size: int) -> Iterator[bytes]:
+        for offset in range(0, size, _READ):
+            block = self.store.get_range(ns, name, offset, min(_READ, size - offset))
+            if not block:
+                return
+            yield block
 
 
-def check_storage(store: LocalStore,
+def check_storage(store: WriterStore,
                   progress: Callable[[str], None] | None = None) -> StorageReport:
-    return StorageChecker(store, progress).run()
+    """Check a local repository through its files, any other through its store."""
+    if isinstance(store, LocalStore):
+        return StorageChecker(store, progress).run()
+    return StoreChecker(store, progress).run()
 
 
-__all__ = ["StorageChecker", "StorageProblem", "StorageReport", "check_storage"]
+__all__ = ["StorageChecker", "StorageProblem", "StorageReport", "StoreChecker",
+           "check_storage"]

@@ -5,6 +5,8 @@ or print tracebacks, and a real server fails rarely. Every ``every``-th request 
 across all connections) gets the next fault of ``kinds`` in turn:
 
 - ``500``: an InternalError answer; ``429``: a SlowDown answer (throttling);
+- ``409``: to a PUT, a ConditionalRequestConflict answer (AWS: another conditional
+  request on the name is in progress, try again); other requests pass;
 - ``reset``: the connection is dropped (RST) before any answer;
 - ``cut``: the real answer's head and half its body, then RST (a GET cut mid-body);
 - ``stall``: the real answer, after ``stall`` seconds;
@@ -26,7 +28,7 @@ import time
 from dataclasses import dataclass, field
 
 _ERROR = {"500": (500, "InternalError"), "429": (429, "SlowDown"),
-          "503": (503, "ServiceUnavailable")}
+          "503": (503, "ServiceUnavailable"), "409": (409, "ConditionalRequestConflict")}
 
 
 @dataclass
@@ -90,6 +92,8 @@ class FaultProxy:
         length = int(next((v for k, v in headers if k.lower() == "content-length"), "0"))
         body = h.rfile.read(length) if length else b""
         kind = self.faults.next()
+        if kind == "409" and method != "PUT":
+            kind = None
         if kind in _ERROR:
             status, code = _ERROR[kind]
             xml = (f"<?xml version='1.0'?><Error><Code>{code}</Code>"

@@ -53,3 +53,21 @@ def test_faults_are_retried_and_an_outage_is_clean(ceph: Ceph, plain_bucket: str
     proxy.faults.mode = "ok"
     assert "no problems found" in cli.run("check", "--read-data").text  # nothing half-made
     assert [s["id"] for s in cli.snapshots()] == [first]  # the acknowledged one, whole
+
+
+def test_a_conditional_put_conflict_is_retried(ceph: Ceph, plain_bucket: str,
+                                               proxy: FaultProxy, shm_dir: Path) -> None:
+    """409 ConditionalRequestConflict (botocore leaves it alone) is retried by put."""
+    src = shm_dir / "src"
+    src.mkdir()
+    for i in range(4):
+        (src / f"f{i}").write_bytes(bytes([i]) * (i + 1) * 5000)
+    cli = s3_cli(ceph, plain_bucket, shm_dir)
+    cli.repo = f"s3+http://127.0.0.1:{proxy.port}/{plain_bucket}/repo"  # type: ignore[assignment]
+    proxy.faults.kinds = ("409",)
+    proxy.faults.every = 2
+    cli.run("init")
+    cli.create(str(src))
+    assert proxy.faults.injected.get("409", 0) >= 3, proxy.faults.injected
+    proxy.faults.every = 0
+    assert "no problems found" in cli.run("check", "--read-data").text

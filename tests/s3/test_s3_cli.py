@@ -80,6 +80,11 @@ def test_roundtrip_in_an_unversioned_bucket(ceph: Ceph, plain_bucket: str,
         store.put(spec.NS_DATA, name, b"other bytes")
     with pytest.raises(RepositoryExists):
         S3Store.create(parse_url(str(cli.repo)), b"config")
+    keyless = {"REPOFS_PASSPHRASE": ""}
+    assert "no problems found" in cli.run("check", "--storage-only", env=keyless).text
+    s3.put_object(Bucket=plain_bucket, Key=pack, Body=b"rot")  # the admin may overwrite
+    r = cli.run("check", "--storage-only", env=keyless, expect=2)
+    assert f"pack {name}: content does not match its name" in r.text, r.text
 
 
 def test_overwrites_in_a_lock_bucket_are_caught(ceph: Ceph, lock_bucket: str,
@@ -102,3 +107,9 @@ def test_overwrites_in_a_lock_bucket_are_caught(ceph: Ceph, lock_bucket: str,
     r = cli.run("check", "--read-data", expect=1)
     assert "no problems found" in r.text
     assert r.err.count("overwritten in the bucket") == 3, r.err
+    r = cli.run("check", "--storage-only", env={"REPOFS_PASSPHRASE": ""}, expect=2)
+    for key in victims:  # without a key too, and as problems
+        line = next(x for x in r.text.splitlines() if key.rsplit("/", 1)[1] in x)
+        assert "overwritten in the bucket" in line and "hostile hands" in line, r.text
+    assert "config config: overwritten in the bucket" in r.text, r.text
+    assert "4 problems found" in r.text, r.text
