@@ -55,12 +55,14 @@ def test_objects_are_locked_and_forget_prune_renew_locks(
     assert until(kept) > soon and until(gone) < soon
     assert "renewed" not in cli.run("forget", "--keep-last", "1", env=env).err  # lately
     # prune renews what a forget did not reach since, and cannot delete what is locked
-    index = keys_in(s3, lock_bucket, "repo/index/")[0]
-    shorten(index)
+    indexes = keys_in(s3, lock_bucket, "repo/index/")
+    for key in indexes:  # which segment this prune condemns (and so does not renew) varies
+        shorten(key)
     r = cli.run("prune", "--grace", "0", env=env, expect=1)
     assert "could not be deleted yet: their Object Lock has not expired" in r.err, r.err
-    assert "renewed the Object Lock of 1 objects" in r.err, r.err
+    renewed = [k for k in indexes if until(k) > soon]
+    assert renewed and f"renewed the Object Lock of {len(renewed)} objects" in r.err, r.err
     assert "delete 0 forgotten snapshots" in r.text
     assert any(first in k for k in keys_in(s3, lock_bucket, "repo/snapshots/"))
-    assert until(index) > soon and until(gone) < soon
+    assert until(gone) < soon
     cli.run("init", "--object-lock", "1", expect=2, repo=shm_dir / "local")  # s3:// only
