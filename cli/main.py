@@ -56,7 +56,21 @@ def exit_code(result: object) -> int:
     return code
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class StdoutClosed(Exception):
+    """Standard output was closed early (``repofs dump ... | head``): what was asked was
+    not done. click would turn the EPIPE into exit 1 itself, which a script reads as "done,
+    with warnings"; carried past click as this, it becomes exit 2 in ``main``."""
+
+
+class _Group(click.Group):
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except BrokenPipeError as e:
+            raise StdoutClosed from e
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "--version", prog_name="repofs")
 def cli() -> None:
     """repofs: deduplicating, encrypted, append-only backups."""
@@ -104,8 +118,8 @@ def main() -> None:
     except RepofsError as e:
         output.error(str(e))
         sys.exit(EXIT_ERROR)
-    except BrokenPipeError:
-        sys.stderr.close()
+    except (BrokenPipeError, StdoutClosed):
+        _quiet_stdout()
         sys.exit(EXIT_ERROR)
     except OSError as e:
         where = f" ({os.fsdecode(e.filename)})" if e.filename else ""
@@ -120,6 +134,14 @@ def main() -> None:
                        err=True)
         sys.exit(EXIT_ERROR)
     sys.exit(exit_code(rc))
+
+
+def _quiet_stdout() -> None:
+    """Point standard output at /dev/null, so the interpreter's last flush of a closed pipe
+    prints nothing (and changes no exit status)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 if __name__ == "__main__":

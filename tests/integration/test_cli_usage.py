@@ -140,3 +140,22 @@ def test_an_interrupted_create_takes_its_source_command_along(shm_dir: Path,
     assert not Path(f"/proc/{child}").exists() or \
         Path(f"/proc/{child}/stat").read_text().split()[2] == "Z", "the command runs on"
     assert cli.snapshots() == []
+
+
+def test_standard_output_closed_early_is_an_error(shm_dir: Path) -> None:
+    """`repofs dump ... | head -c 1`: what was asked was not done, so exit 2 (click alone
+    would make it 1, which a script reads as "done, with warnings")."""
+    cli = make_cli(shm_dir)
+    src = shm_dir / "src"
+    src.mkdir()
+    (src / "big").write_bytes(os.urandom(8 << 20))
+    cli.run("create", str(src))
+    p = subprocess.Popen([REPOFS, "dump", "-r", str(cli.repo), "latest",
+                          str(src / "big").lstrip("/")], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, env=cli.env())
+    assert p.stdout is not None and p.stderr is not None
+    assert p.stdout.read(1)
+    p.stdout.close()
+    err = p.stderr.read()
+    assert p.wait(timeout=60) == 2, err
+    assert b"Traceback" not in err
