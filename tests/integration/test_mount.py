@@ -108,7 +108,7 @@ def env(shm_module_dir: Path, mounts: Mounts) -> dict:
         for name, data in files.items():
             (hist / name).write_bytes(data)
         paths = (src, perm, hist) if i == 0 else (hist,)
-        ids.append(cli.create(*paths, expect=1 if i == 0 else 0)["snapshot"])
+        ids.append(cli.create(*paths)["snapshot"])
     mnt = mounts.add(cli, base / "mnt", "--allow-other")
     return {"base": base, "src": src, "perm": perm, "hist": hist, "cli": cli, "ids": ids,
             "mnt": mnt}
