@@ -90,6 +90,13 @@ class Quarantined:
     as_stored: bool = False
 
 
+def split_tags(values: Iterable[str]) -> tuple[str, ...]:
+    """``--tag`` values as restic reads them: ``a,b`` is two tags (empty parts dropped,
+    each tag once, in order). ``create`` records tags this way, so that ``--tag a,b`` of a
+    filter finds them and a listing's comma-joined tags read back as they were given."""
+    return tuple(dict.fromkeys(t for v in values for t in v.split(",") if t))
+
+
 @dataclass(frozen=True)
 class SnapshotFilter:
     """Which snapshots a command chooses among (``--host``, ``--tag``, ``--path``, as
@@ -110,7 +117,7 @@ class SnapshotFilter:
            paths: Iterable[bytes] = ()) -> SnapshotFilter:
         """From option values: each ``tags`` item is a comma-separated set (empty parts are
         dropped); ``paths`` must already be absolute."""
-        sets = tuple(dict.fromkeys(frozenset(t for t in v.split(",") if t) for v in tags))
+        sets = tuple(dict.fromkeys(frozenset(split_tags([v])) for v in tags))
         return cls(frozenset(hosts), tuple(s for s in sets if s), frozenset(paths))
 
     @property
@@ -402,4 +409,4 @@ def verify_chain(snaps: Sequence[Snapshot], removed: frozenset[str] = frozenset(
 
 
 __all__ = ["EVERY", "CannotRead", "ChainGuard", "Quarantined", "SnapshotFilter", "SnapshotLog",
-           "chain_errors", "heads", "latest", "verify_chain"]
+           "chain_errors", "heads", "latest", "split_tags", "verify_chain"]
