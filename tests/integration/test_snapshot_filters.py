@@ -85,7 +85,8 @@ def test_nothing_matches_and_an_id_that_does_not_match(
     cli, a, b, (s1, s2, s3) = three
     for cmd in (["ls", "latest"], ["dump", "latest", str(a / "who")],
                 ["restore", "latest", "--target", str(shm_dir / "never")],
-                ["diff", "latest", "latest"], ["stats", "latest"], ["find", "-s", "latest", "who"]):
+                ["diff", "latest", "latest"], ["stats", "latest"], ["find", "-s", "latest", "who"],
+                ["mount", "--snapshot", "latest", str(shm_dir)]):
         r = cli.run(cmd[0], "--host", "nosuch", *cmd[1:], expect=2)
         assert r.err_lines == ["repofs: error: no snapshot matches --host nosuch"], r
     assert not (shm_dir / "never").exists()
@@ -95,6 +96,8 @@ def test_nothing_matches_and_an_id_that_does_not_match(
     assert "does not match --tag weekly" in r.err
     assert not (shm_dir / "no").exists()
     assert cli.run("dump", "--host", "h1", s1, a / "who").out == b"a1"
+    r = cli.run("mount", "--tag", "daily", shm_dir, expect=2)  # the layout shows every one
+    assert "--host, --tag and --path choose the --snapshot to mount" in r.err
 
 
 def test_a_write_only_key_is_refused_a_filter(three: tuple[Cli, Path, Path, list[str]]) -> None:
