@@ -32,6 +32,7 @@ from repofs.selection import (
     read_path_list,
 )
 from repofs.session import WriteSession, WriteStats
+from repofs.snapshots import split_tags
 
 
 @click.command("create", context_settings={"ignore_unknown_options": False})
@@ -60,7 +61,8 @@ from repofs.session import WriteSession, WriteStats
               help="Back up the NUL-separated paths listed in FILE as well (- for stdin).")
 @click.option("-x", "--one-file-system", is_flag=True,
               help="Do not cross file system boundaries.")
-@click.option("--tag", "tags", multiple=True, help="Tag the snapshot (repeatable).")
+@click.option("--tag", "tags", multiple=True, metavar="TAG[,TAG...]",
+              help="Tag the snapshot (repeatable; 'a,b' is two tags).")
 @click.option("--host", help="Host name to record (default: this machine's).")
 @click.option("--name", help="Unique name for the snapshot.")
 @click.option("--stdin-name", metavar="NAME",
@@ -89,6 +91,7 @@ def create(repo: Path, paths: tuple[str, ...], excludes: tuple[str, ...],
       repofs create --stdin-name db.sql --stdin-from-command -- pg_dump db
       find /srv -name '*.conf' -print0 | repofs create --files-from0 -
     """
+    tags = split_tags(tags)
     try:
         codec = Codec.parse(compression)
     except ValueError as e:

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 from repofs_cli import output
-from repofs_cli.common import json_option, open_repo, repo_option
+from repofs_cli.common import filter_options, json_option, open_repo, repo_option
 from repofs_cli.outcome import Outcome
 
 from repofs import audit, finder, repostats, treediff
@@ -16,6 +16,7 @@ from repofs.errors import PathNotFound
 from repofs.model import DIR, Entry, Snapshot
 from repofs.patterns import PatternSet
 from repofs.repository import Repository
+from repofs.snapshots import SnapshotFilter
 
 _TYPE_NAMES = {"f": "file", "d": "dir", "l": "symlink", "b": "blockdev", "c": "chardev",
                "p": "fifo"}
@@ -23,8 +24,8 @@ _MARK = {treediff.ADDED: "+", treediff.REMOVED: "-", treediff.CONTENT: "M",
          treediff.METADATA: "U", treediff.TYPE: "T"}
 
 
-def _readable(r: Repository, ref: str) -> Snapshot:
-    snap = r.snapshots.resolve(ref)
+def _readable(r: Repository, ref: str, where: SnapshotFilter) -> Snapshot:
+    snap = r.snapshots.resolve(ref, where=where)
     if snap.body is None:
         raise click.ClickException("this key cannot read snapshot contents (a write-only key)")
     return snap
@@ -47,8 +48,10 @@ def _shown(path: bytes, e: Entry | None) -> str:
 @click.argument("snapshot1")
 @click.argument("snapshot2")
 @click.argument("path", required=False, default="/")
+@filter_options
 @json_option
-def diff(repo: Path, snapshot1: str, snapshot2: str, path: str, as_json: bool) -> Outcome:
+def diff(repo: Path, snapshot1: str, snapshot2: str, path: str, where: SnapshotFilter,
+         as_json: bool) -> Outcome:
     """Show what changed from SNAPSHOT1 to SNAPSHOT2 (below PATH).
 
     \b
@@ -58,7 +61,7 @@ def diff(repo: Path, snapshot1: str, snapshot2: str, path: str, as_json: bool) -
     Only subtrees whose contents differ are read.
     """
     r = open_repo(repo)
-    old, new = _readable(r, snapshot1), _readable(r, snapshot2)
+    old, new = _readable(r, snapshot1, where), _readable(r, snapshot2, where)
     bpath = os.fsencode(path)
     base = b"/" + bpath.strip(b"/") if bpath.strip(b"/") else b""
     a, b = _entry_at(r, old, bpath), _entry_at(r, new, bpath)
@@ -93,9 +96,11 @@ def diff(repo: Path, snapshot1: str, snapshot2: str, path: str, as_json: bool) -
 @repo_option
 @click.argument("patterns", nargs=-1, required=True)
 @click.option("-s", "--snapshot", "refs", multiple=True, metavar="SNAPSHOT",
-              help="Search only this snapshot (repeatable; default: every snapshot).")
+              help="Search only this snapshot (repeatable; default: every snapshot that "
+                   "--host, --tag and --path choose).")
+@filter_options
 @json_option
-def find(repo: Path, patterns: tuple[str, ...], refs: tuple[str, ...],
+def find(repo: Path, patterns: tuple[str, ...], refs: tuple[str, ...], where: SnapshotFilter,
          as_json: bool) -> Outcome:
     """List the snapshots holding paths that match PATTERNS, with size and time.
 
@@ -103,7 +108,8 @@ def find(repo: Path, patterns: tuple[str, ...], refs: tuple[str, ...],
     with '/' a path from the root; '*' stops at '/', '**' does not.
     """
     r = open_repo(repo)
-    snaps = [r.snapshots.resolve(ref) for ref in refs] if refs else r.snapshots.list()
+    snaps = ([r.snapshots.resolve(ref, where=where) for ref in refs] if refs
+             else r.snapshots.select(where))
     if not r.can_read:
         raise click.ClickException("this key cannot read snapshot contents (a write-only key)")
     audit.event("find", repo=r.id, key=r.keys.key_name, path=repo.absolute(),
@@ -136,16 +142,20 @@ def find(repo: Path, patterns: tuple[str, ...], refs: tuple[str, ...],
 @click.command("stats")
 @repo_option
 @click.argument("snapshots", nargs=-1)
+@filter_options
 @json_option
-def stats(repo: Path, snapshots: tuple[str, ...], as_json: bool) -> Outcome:
+def stats(repo: Path, snapshots: tuple[str, ...], where: SnapshotFilter,
+          as_json: bool) -> Outcome:
     """Show how much the repository stores, and what SNAPSHOTS hold and alone hold.
 
     The repository's numbers come from its index, which every key reads (a
-    write-only key too); SNAPSHOTS need a key that can read them.
+    write-only key too); SNAPSHOTS need a key that can read them. With --host,
+    --tag or --path and no SNAPSHOTS: every snapshot that matches.
     """
     r = open_repo(repo)
     every = r.snapshots.list()
-    wanted = [r.snapshots.resolve(ref, every) for ref in snapshots]
+    wanted = ([r.snapshots.resolve(ref, every, where) for ref in snapshots] if snapshots
+              else r.snapshots.select(where, every) if not where.empty else [])
     if wanted and not r.can_read:
         raise click.ClickException("this key cannot read snapshot contents (a write-only "
                                    "key): give no SNAPSHOT for the repository's numbers")

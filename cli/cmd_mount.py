@@ -6,9 +6,10 @@ import logging
 from pathlib import Path
 
 import click
-from repofs_cli.common import LocalPath, open_repo, repo_option
+from repofs_cli.common import LocalPath, filter_options, open_repo, repo_option
 
 from repofs import audit
+from repofs.snapshots import SnapshotFilter
 
 # repofs.fuse pulls in pyfuse3 and trio (~0.1 s): imported by the two commands that use
 # it, so every other command starts faster.
@@ -31,6 +32,7 @@ def _octal(ctx: click.Context, param: click.Parameter, value: str | None) -> int
 @click.argument("mountpoint", type=LocalPath(file_okay=False, path_type=Path))
 @click.option("--snapshot", "ref", metavar="SNAPSHOT",
               help="Show only this snapshot (id, id prefix, name or 'latest') at the root.")
+@filter_options
 @click.option("-f", "--foreground", is_flag=True,
               help="Stay attached and log to stderr; unmount on Ctrl-C.")
 @click.option("--allow-other", is_flag=True,
@@ -41,8 +43,9 @@ def _octal(ctx: click.Context, param: click.Parameter, value: str | None) -> int
               help="Clear these permission bits of every file (e.g. 077).")
 @click.option("--log-file", type=LocalPath(dir_okay=False, path_type=Path),
               help="Append the daemon's log lines here (default: syslog).")
-def mount(repo: Path, mountpoint: Path, ref: str | None, foreground: bool, allow_other: bool,
-          uid: int | None, gid: int | None, umask: int | None, log_file: Path | None) -> None:
+def mount(repo: Path, mountpoint: Path, ref: str | None, where: SnapshotFilter,
+          foreground: bool, allow_other: bool, uid: int | None, gid: int | None,
+          umask: int | None, log_file: Path | None) -> None:
     """Mount the repository's snapshots read-only at MOUNTPOINT.
 
     Returns once the file system is ready; a daemon serves it until
@@ -58,6 +61,10 @@ def mount(repo: Path, mountpoint: Path, ref: str | None, foreground: bool, allow
     from repofs import fuse
     from repofs.vfs import Presentation, SnapshotFS
 
+    if ref is None and not where.empty:  # the layout shows all: hosts/ and tags/ choose
+        raise click.UsageError("--host, --tag and --path choose the --snapshot to mount; "
+                               "without it every snapshot is shown (see hosts/ and tags/)")
+
     if log_file is not None:  # here, not in the daemon: its errors reach no terminal
         try:
             with open(log_file, "a"):
@@ -68,7 +75,7 @@ def mount(repo: Path, mountpoint: Path, ref: str | None, foreground: bool, allow
     r = open_repo(repo)
     if not r.can_read:
         raise click.ClickException("this key cannot read snapshot contents")
-    snap = r.snapshots.resolve(ref) if ref is not None else None
+    snap = r.snapshots.resolve(ref, where=where) if ref is not None else None
     fs = SnapshotFS(r, Presentation(uid=uid, gid=gid, umask=umask or 0), snap)
     # from now on damage is met in the daemon, whose standard error goes nowhere: its log
     r.damage.listener = lambda d: logging.getLogger("repofs.mount").warning("%s", d.line())

@@ -9,10 +9,11 @@ from typing import Any
 
 import click
 from repofs_cli import output
-from repofs_cli.common import json_option, open_repo, repo_option
+from repofs_cli.common import filter_options, json_option, open_repo, repo_option
 
 from repofs import audit
 from repofs.model import DIR, Entry, Snapshot
+from repofs.snapshots import SnapshotFilter
 
 _TYPE_CHAR = {"f": "-", "d": "d", "l": "l", "b": "b", "c": "c", "p": "p"}
 _TYPE_BITS = {"f": stat.S_IFREG, "d": stat.S_IFDIR, "l": stat.S_IFLNK, "b": stat.S_IFBLK,
@@ -33,26 +34,13 @@ def snapshot_json(s: Snapshot) -> dict[str, Any]:
 
 @click.command("snapshots")
 @repo_option
-@click.option("--host", "hosts", multiple=True, help="Only snapshots of this host.")
-@click.option("--tag", "tags", multiple=True, help="Only snapshots with this tag.")
-@click.option("--path", "paths", multiple=True, help="Only snapshots that include this path.")
+@filter_options
 @json_option
-def snapshots(repo: Path, hosts: tuple[str, ...], tags: tuple[str, ...],
-              paths: tuple[str, ...], as_json: bool) -> None:
+def snapshots(repo: Path, where: SnapshotFilter, as_json: bool) -> None:
     """List snapshots, oldest first."""
     r = open_repo(repo)
     audit.event("snapshots", repo=r.id, key=r.keys.key_name, path=repo.absolute())
-    snaps = r.snapshots.list()
-    want_paths = {os.fsencode(os.path.abspath(p)) for p in paths}
-
-    def keep(s: Snapshot) -> bool:
-        b = s.body
-        if b is None:
-            return not (hosts or tags or paths)
-        return ((not hosts or b.host in hosts) and (not tags or bool(set(tags) & set(b.tags)))
-                and (not want_paths or bool(want_paths & set(b.paths))))
-
-    snaps = [s for s in snaps if keep(s)]
+    snaps = r.snapshots.select(where)
     if as_json:
         output.emit_json([snapshot_json(s) for s in snaps])
         return
@@ -101,19 +89,20 @@ def long_line(path: bytes, e: Entry) -> str:
 @repo_option
 @click.argument("snapshot")
 @click.argument("path", required=False, default="/")
+@filter_options
 @click.option("-l", "--long", "long_", is_flag=True, help="Show mode, owner, size and time.")
 @click.option("--recursive/--no-recursive", default=True, show_default=True,
               help="List everything below PATH, or only its direct entries.")
 @json_option
-def ls(repo: Path, snapshot: str, path: str, long_: bool, recursive: bool,
-       as_json: bool) -> None:
+def ls(repo: Path, snapshot: str, path: str, where: SnapshotFilter, long_: bool,
+       recursive: bool, as_json: bool) -> None:
     """List the files of SNAPSHOT (id, id prefix, name or 'latest') below PATH.
 
     With --json, prints one JSON object per line (JSON Lines), so huge
     snapshots stream.
     """
     r = open_repo(repo)
-    snap = r.snapshots.resolve(snapshot)
+    snap = r.snapshots.resolve(snapshot, where=where)
     if snap.body is None:
         raise click.ClickException("this key cannot read snapshot contents")
     bpath = os.fsencode(path)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 from repofs_cli import output
-from repofs_cli.common import LocalPath, json_option, open_repo, repo_option
+from repofs_cli.common import LocalPath, filter_options, json_option, open_repo, repo_option
 from repofs_cli.outcome import Outcome
 
 from repofs import audit, dumper, tarexport
@@ -18,11 +18,13 @@ from repofs.model import DIR
 from repofs.patterns import PatternSet
 from repofs.restoreopts import OVERWRITE_MODES
 from repofs.restorer import RestoreOptions, Restorer, RestoreStats
+from repofs.snapshots import SnapshotFilter
 
 
 @click.command("restore")
 @repo_option
 @click.argument("snapshot", metavar="SNAPSHOT[:PATH]")
+@filter_options
 @click.option("-t", "--target", required=True, type=LocalPath(path_type=Path),
               help="Directory to restore into (created if missing).")
 @click.option("-i", "--include", "includes", multiple=True, metavar="PATTERN",
@@ -54,7 +56,7 @@ from repofs.restorer import RestoreOptions, Restorer, RestoreStats
 def restore(repo: Path, snapshot: str, target: Path, includes: tuple[str, ...],
             excludes: tuple[str, ...], numeric_ids: bool, partial: bool, special: bool,
             overwrite: str, delete: bool, dry_run: bool, verify: bool, verbose: bool,
-            as_json: bool) -> Outcome:
+            as_json: bool, where: SnapshotFilter) -> Outcome:
     """Restore SNAPSHOT (or PATH inside it) into --target.
 
     A directory's contents are restored into the target; a single file is
@@ -66,7 +68,7 @@ def restore(repo: Path, snapshot: str, target: Path, includes: tuple[str, ...],
     """
     ref, _, path = snapshot.partition(":")
     r = open_repo(repo)
-    snap = r.snapshots.resolve(ref)
+    snap = r.snapshots.resolve(ref, where=where)
     if snap.body is None:
         raise click.ClickException("this key cannot read snapshot contents")
     bpath = os.fsencode(path)
@@ -162,12 +164,13 @@ def _losses(stats: RestoreStats) -> str:
 @repo_option
 @click.argument("snapshot")
 @click.argument("path", required=False)
+@filter_options
 @click.option("--archive", type=click.Choice(["tar"]),
               help="Write PATH (a directory, or the whole snapshot) as a tar archive.")
 @click.option("-o", "--output", "out_file", type=LocalPath(path_type=Path, dir_okay=False),
               help="Write to FILE (replaced only when complete), not standard output.")
 def dump_cmd(repo: Path, snapshot: str, path: str | None, archive: str | None,
-             out_file: Path | None) -> Outcome:
+             out_file: Path | None, where: SnapshotFilter) -> Outcome:
     """Write the file PATH of SNAPSHOT to standard output; with --archive tar,
     PATH (default: the whole snapshot) and everything below it as a tar archive.
 
@@ -180,7 +183,7 @@ def dump_cmd(repo: Path, snapshot: str, path: str | None, archive: str | None,
     if out_file is None and archive is not None and sys.stdout.isatty():
         raise click.UsageError("not writing an archive to a terminal: use -o FILE or a pipe")
     r = open_repo(repo)
-    snap = r.snapshots.resolve(snapshot)
+    snap = r.snapshots.resolve(snapshot, where=where)
     if snap.body is None:
         raise click.ClickException("this key cannot read snapshot contents")
     source = path or "/"

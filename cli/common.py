@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -14,6 +15,7 @@ from repofs.chain import HeadsGuard
 from repofs.damage import DamageLog
 from repofs.location import RepoLocation, is_remote
 from repofs.repository import Repository
+from repofs.snapshots import SnapshotFilter
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -80,6 +82,29 @@ def repo_option(f: F) -> F:
         help="Repository: a path, ssh://[user@]host[:port]/path or "
              "s3://host[:port]/bucket[/prefix] (default: $REPOFS_REPO).",
     )(f)
+
+
+def filter_options(f: F) -> F:
+    """--host, --tag and --path (restic's): the command gets them as one ``where``
+    (a ``SnapshotFilter``, the library's one rule), never as three loose values."""
+
+    @functools.wraps(f)
+    def wrapper(*args: Any, hosts: tuple[str, ...], tags: tuple[str, ...],
+                paths: tuple[str, ...], **kwargs: Any) -> Any:
+        where = SnapshotFilter.of(hosts, tags, (os.fsencode(os.path.abspath(p)) for p in paths))
+        return f(*args, where=where, **kwargs)
+
+    w: Any = wrapper
+    w = click.option("--path", "paths", multiple=True, metavar="PATH", type=LocalPath(),
+                     help="Only snapshots that backed up PATH (made absolute; repeatable: "
+                          "any of them).")(w)
+    w = click.option("--tag", "tags", multiple=True, metavar="TAG[,TAG...]",
+                     help="Only snapshots with every TAG of the list (repeatable: any of "
+                          "the lists).")(w)
+    w = click.option("--host", "hosts", multiple=True, metavar="HOST",
+                     help="Only snapshots of HOST (repeatable: any of them); with the "
+                          "other two, 'latest' is the newest snapshot that matches.")(w)
+    return w  # type: ignore[no-any-return]
 
 
 def json_option(f: F) -> F:

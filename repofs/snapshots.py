@@ -11,6 +11,7 @@ joins it, and a snapshot that is referenced but missing is detected.
 
 from __future__ import annotations
 
+import builtins
 import time
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
@@ -41,6 +42,8 @@ from repofs.store import WriterStore
 
 FUTURE_TOLERANCE_NS = 3600 * 10**9  # clocks of backed-up hosts may run a little ahead
 _FORGET_HINT = "; an admin may put it aside with repofs forget"
+SEALED_FILTER = ("this key cannot read snapshots' host, tags and paths (a write-only key): "
+                 "--host, --tag and --path cannot be used")
 
 
 class _Objects(Protocol):
@@ -87,12 +90,72 @@ class Quarantined:
     as_stored: bool = False
 
 
-def latest(snaps: Iterable[Snapshot], now_ns: int | None = None) -> Snapshot | None:
+def split_tags(values: Iterable[str]) -> tuple[str, ...]:
+    """``--tag`` values as restic reads them: ``a,b`` is two tags (empty parts dropped,
+    each tag once, in order). ``create`` records tags this way, so that ``--tag a,b`` of a
+    filter finds them and a listing's comma-joined tags read back as they were given."""
+    return tuple(dict.fromkeys(t for v in values for t in v.split(",") if t))
+
+
+@dataclass(frozen=True)
+class SnapshotFilter:
+    """Which snapshots a command chooses among (``--host``, ``--tag``, ``--path``, as
+    restic has them): the one rule for the listing, for ``latest`` and for checking an
+    explicit reference. A snapshot matches when every kind given matches: its host is one
+    of ``hosts``; it has every tag of at least one set in ``tags`` (``--tag a,b`` is one
+    set: both; several ``--tag``: any); one of ``paths`` is exactly one of its paths
+    (absolute, as ``create`` recorded them). Host, tags and paths are in the sealed body:
+    a key that cannot open it (write-only) cannot filter, and is refused, never shown
+    an unfiltered answer."""
+
+    hosts: frozenset[str] = frozenset()
+    tags: tuple[frozenset[str], ...] = ()
+    paths: frozenset[bytes] = frozenset()
+
+    @classmethod
+    def of(cls, hosts: Iterable[str] = (), tags: Iterable[str] = (),
+           paths: Iterable[bytes] = ()) -> SnapshotFilter:
+        """From option values: each ``tags`` item is a comma-separated set (empty parts are
+        dropped); ``paths`` must already be absolute."""
+        sets = tuple(dict.fromkeys(frozenset(split_tags([v])) for v in tags))
+        return cls(frozenset(hosts), tuple(s for s in sets if s), frozenset(paths))
+
+    @property
+    def empty(self) -> bool:
+        return not (self.hosts or self.tags or self.paths)
+
+    def matches(self, snap: Snapshot) -> bool:
+        if self.empty:
+            return True
+        b = snap.body
+        if b is None:
+            raise NotPermitted(SEALED_FILTER)
+        return ((not self.hosts or b.host in self.hosts)
+                and (not self.tags or any(t <= set(b.tags) for t in self.tags))
+                and (not self.paths or bool(self.paths & set(b.paths))))
+
+    def select(self, snaps: Iterable[Snapshot]) -> list[Snapshot]:
+        """The snapshots that match, in their order."""
+        return [s for s in snaps if self.matches(s)]
+
+    def __str__(self) -> str:
+        parts = [f"--host {h}" for h in sorted(self.hosts)]
+        parts += [f"--tag {','.join(sorted(t))}" for t in self.tags]
+        parts += [f"--path {p.decode('utf-8', 'backslashreplace')}" for p in sorted(self.paths)]
+        return " ".join(parts) or "(no filter)"
+
+
+EVERY = SnapshotFilter()
+
+
+def latest(snaps: Iterable[Snapshot], now_ns: int | None = None,
+           where: SnapshotFilter = EVERY) -> Snapshot | None:
     """The one rule for ``latest`` (the CLI's and the mount's): the greatest (time, seq, id)
-    among the snapshots not dated in the future. A writer sets its own clock: a snapshot
-    dated ahead would otherwise stay "latest" for ever; it is left out while it is in the
-    future (beyond ``FUTURE_TOLERANCE_NS``), unless every snapshot is."""
-    snaps = list(snaps)
+    among the snapshots ``where`` matches that are not dated in the future. A writer sets
+    its own clock: a snapshot dated ahead would otherwise stay "latest" for ever; it is left
+    out while it is in the future (beyond ``FUTURE_TOLERANCE_NS``), unless every matching
+    snapshot is."""
+    snaps = where.select(snaps)
     if not snaps:
         return None
     horizon = (time.time_ns() if now_ns is None else now_ns) + FUTURE_TOLERANCE_NS
@@ -203,13 +266,36 @@ class SnapshotLog:
                 self._repo.damage.report(gap, "a gap in the history: the snapshots around "
                                               "it are listed")
 
-    def resolve(self, ref: str, snaps: Sequence[Snapshot] | None = None) -> Snapshot:
+    def resolve(self, ref: str, snaps: Sequence[Snapshot] | None = None,
+                where: SnapshotFilter = EVERY) -> Snapshot:
         """A snapshot by full id, unique id prefix, name, or ``latest``. A reference to an
         object left out as damaged raises its error (what was asked for is unusable), and
-        the listing does not name it a second time as a warning."""
+        the listing does not name it a second time as a warning.
+
+        ``where``: ``latest`` is the newest snapshot it matches; any other reference is
+        resolved among all snapshots (so a prefix means the same with or without a filter)
+        and refused if what it names does not match (like restic: the filter was given
+        for a reason, a mismatch is a mistake in a script)."""
         ref_l = ref.lower()
         if snaps is None:
             snaps = self.list(quiet=frozenset({*self.named(ref), ref_l}))
+        if not where.empty and not self._repo.can_read:
+            raise NotPermitted(SEALED_FILTER)
+        snap = self._resolve(ref, ref_l, snaps, where)
+        if not where.matches(snap):
+            raise SnapshotNotFound(f"snapshot {snap.short_id} does not match {where}")
+        return snap
+
+    def select(self, where: SnapshotFilter = EVERY,
+               snaps: Sequence[Snapshot] | None = None) -> builtins.list[Snapshot]:
+        """Every snapshot ``where`` matches, oldest first (``list``, or ``snaps``, filtered);
+        a filter with a key that cannot read bodies is refused even when nothing is listed."""
+        if not where.empty and not self._repo.can_read:
+            raise NotPermitted(SEALED_FILTER)
+        return where.select(self.list() if snaps is None else snaps)
+
+    def _resolve(self, ref: str, ref_l: str, snaps: Sequence[Snapshot],
+                 where: SnapshotFilter) -> Snapshot:
         bad = self.quarantined.get(ref_l)
         if bad is not None:  # what the user asked for is itself unusable
             raise bad.error
@@ -218,8 +304,9 @@ class SnapshotLog:
         if not snaps:
             raise SnapshotNotFound("the repository has no snapshots")
         if ref == "latest":
-            newest = latest(snaps)
-            assert newest is not None
+            newest = latest(snaps, where=where)
+            if newest is None:
+                raise SnapshotNotFound(f"no snapshot matches {where}")
             return newest
         exact = [s for s in snaps if s.id == ref_l]
         if exact:  # a full id means that snapshot, whatever any name says
@@ -321,5 +408,5 @@ def verify_chain(snaps: Sequence[Snapshot], removed: frozenset[str] = frozenset(
         raise errors[0]
 
 
-__all__ = ["CannotRead", "ChainGuard", "Quarantined", "SnapshotLog", "chain_errors", "heads",
-           "latest", "verify_chain"]
+__all__ = ["EVERY", "CannotRead", "ChainGuard", "Quarantined", "SnapshotFilter", "SnapshotLog",
+           "chain_errors", "heads", "latest", "split_tags", "verify_chain"]
