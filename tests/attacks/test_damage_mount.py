@@ -7,8 +7,10 @@ mounted through the real CLI (``repofs mount``, then ``fusermount3 -u``). The mo
 come up; ``snapshots/`` lists every intact snapshot; every intact file reads back equal to
 the source byte for byte (the newest snapshot compared as a whole tree: modes, times,
 sizes); a file whose data is damaged gives EIO, never other bytes; and the damaged object
-is named, once, where the mount reports damage: on the mount command's standard error
-when met while opening (exit 1), in the mount's log when met while serving.
+is named: once on the mount command's standard error when met while opening (exit 1), and
+in the mount's log whenever it was met (while opening too: the log is what an admin reads
+later). By default one case runs for each way a namespace's damage behaves differently in
+a mount (``DISTINCT``); ``REPOFS_DAMAGE_MATRIX=full`` runs all 30.
 
 The victim is the one of test_damage_history (two key files, three listed snapshots, a
 removal record, a condemn record) plus its index segments and packs; the other repository
