@@ -77,7 +77,10 @@ def mount(repo: Path, mountpoint: Path, ref: str | None, where: SnapshotFilter,
         raise click.ClickException("this key cannot read snapshot contents")
     snap = r.snapshots.resolve(ref, where=where) if ref is not None else None
     fs = SnapshotFS(r, Presentation(uid=uid, gid=gid, umask=umask or 0), snap)
-    # from now on damage is met in the daemon, whose standard error goes nowhere: its log
+    # from now on damage is met in the daemon, whose standard error goes nowhere: its log;
+    # what was met while opening (printed already) is logged there too, for whoever reads
+    # the log later
+    met = tuple(d.line() for d in r.damage) if not foreground else ()
     r.damage.listener = lambda d: logging.getLogger("repofs.mount").warning("%s", d.line())
 
     def audit_mount() -> None:  # logged once served: at once in the foreground, else when ready
@@ -89,7 +92,8 @@ def mount(repo: Path, mountpoint: Path, ref: str | None, where: SnapshotFilter,
         audit_mount()
     fuse.mount(fs, str(mountpoint), fuse.MountConfig(
         allow_other=allow_other, foreground=foreground,
-        log_file=str(log_file.absolute()) if log_file is not None else None))
+        log_file=str(log_file.absolute()) if log_file is not None else None,
+        logged_at_start=met))
     if not foreground:
         audit_mount()
 

@@ -53,6 +53,9 @@ class MountConfig:
     allow_other: bool = False
     foreground: bool = False
     log_file: str | None = None
+    # logged once serving, where the daemon logs: what the command met before the daemon's
+    # log existed (damage left out while opening), so the log names it too
+    logged_at_start: tuple[str, ...] = ()
 
 
 def fuse_options(config: MountConfig, euid: int) -> set[str]:
@@ -362,6 +365,8 @@ def _serve_at(fs: SnapshotFS, mountpoint: str, config: MountConfig,
     except RuntimeError as e:
         raise MountFailed(f"cannot mount on {mountpoint}: {e}") from None
     log.info("serving %s", mountpoint)
+    for line in config.logged_at_start:
+        log.warning("%s", line)
     try:
         trio.run(_serve, ops, mountpoint)
     finally:

@@ -2,11 +2,13 @@
 
 For each namespace and each damage (a flipped bit, truncation, garbage stored under its own
 BLAKE3 name as any writer can store it, a well-formed object of another repository,
-deletion), the real CLI runs ``snapshots``, ``restore latest``, ``create`` and ``check``:
-every command finishes, one warning names the object (repofs-format(5), DAMAGE), the exit
-code is the documented one (1 when something was left out, 0 when the command does not
-read that namespace, 2 for ``check`` with a problem), and the newest snapshot still
-restores byte for byte. One plant arrives through ``repofs serve`` as a client sends it.
+deletion), the real CLI runs ``snapshots``, ``ls``, ``dump``, ``restore latest``,
+``create`` and ``check``: every command finishes, one warning names the object
+(repofs-format(5), DAMAGE), the exit code is the documented one (1 when something was
+left out, 0 when the command does not read that namespace, 2 for ``check`` with a
+problem), and the newest snapshot still restores (and dumps) byte for byte. One plant
+arrives through ``repofs serve`` as a client sends it. The mount leg of the matrix is
+test_damage_mount.
 
 One small victim repository (an admin key, a second key file, four snapshots, a removal
 record and a condemn record) is built per module and copied for each case.
@@ -184,6 +186,12 @@ def test_damage_in_the_history_stays_local(copy: Built, built: tuple[Built, Buil
         assert all(ln.startswith("repofs: warning: ") for ln in r.err_lines), r
     else:
         assert r.err_lines == [], r
+    for r in (cli.run("ls", "latest", expect=rc_read),
+              cli.run("dump", "latest", copy.src / "sub" / "data.bin", expect=rc_read)):
+        assert len(naming(r, named)) == rc_read, r
+        assert all(ln.startswith("repofs: warning: ") for ln in r.err_lines), r
+    assert os.fsencode(copy.src / "sub" / "data.bin") in r.args and \
+        r.out == (copy.expected / "sub" / "data.bin").read_bytes()
     r = cli.run("create", "--json", copy.src, expect=rc_create)
     assert len(naming(r, named)) == rc_create, r
     new = r.json()["snapshot"]  # type: ignore[index]
