@@ -254,7 +254,7 @@ class WriteSession:
         """Write an index segment for the packs written (all durable) and not listed yet,
         and for the packs adopted: at the end, and every CHECKPOINT_PACKS packs, so a
         create killed midway leaves most of its packs listed for the next one to reuse,
-        whatever its key (a write-only key cannot recover them from their trailers)."""
+        whatever its key (a write-only key cannot recover them from format 1 trailers)."""
         adopted = [(p, e) for p, e in self._adopted if p not in self._condemned]
         self._adopted = []
         if self._written or adopted:
