@@ -36,7 +36,7 @@ def repair_cmd(repo: Path, dry_run: bool, as_json: bool) -> Outcome:
         output.emit_json({"dry_run": dry_run, "damaged_segments": report.damaged_segments,
                           "unlisted_packs": report.unlisted,
                           "recovered_packs": report.recovered, "blobs": blobs,
-                          "bad_packs": report.bad_packs,
+                          "bad_packs": report.bad_packs, "sealed_packs": report.sealed,
                           "segments_written": report.segments_written})
     elif not report.unlisted:
         click.echo("every pack is listed by a usable index segment: nothing to repair")
@@ -48,7 +48,10 @@ def repair_cmd(repo: Path, dry_run: bool, as_json: bool) -> Outcome:
         click.echo(f"{would} {len(report.recovered)} packs ({blobs} blobs) again{segs}")
         if report.bad_packs:
             click.echo(f"{len(report.bad_packs)} packs left out: their trailers do not verify")
-    return Outcome.WARNINGS if report.bad_packs else Outcome.OK
+        if report.sealed:
+            click.echo(f"{len(report.sealed)} format 1 packs left out: their trailers need a "
+                       "full or admin key")
+    return Outcome.WARNINGS if report.bad_packs or report.sealed else Outcome.OK
 
 
 COMMANDS = [repair_cmd]

@@ -203,6 +203,11 @@ class Checker:
                                              "or listed by a segment lost or skipped; their "
                                              "blobs were located from the packs themselves "
                                              "(repofs repair lists them again)"))
+        if found.sealed:
+            self.report.notes.append(Problem("index", f"{len(found.sealed)} packs", "listed by "
+                                             "no index segment, of format 1: this key cannot "
+                                             "open their trailers (a full or admin key can, and "
+                                             "repofs repair with it lists them again)"))
 
     def _signed_records(self) -> None:
         """Removal and condemn records: one that fails its signature is a plant (a writer

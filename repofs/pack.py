@@ -9,7 +9,8 @@ files they came from) and each is padded to its PADME size before
 encryption, so stored sizes leak at most O(log log n) bits of a chunk's size.
 Blob i is sealed with nonce i; its AAD binds the pack header, its type and
 its id, so a blob cannot be moved, relabelled or swapped undetected. The
-sealed trailer lists the blobs so an index can be rebuilt from packs alone.
+sealed trailer lists the blobs so an index can be rebuilt from packs alone; its cipher
+(``envelope.trailer_cipher``) is the pack's in format 1, one every key derives in format 2.
 """
 
 from __future__ import annotations
@@ -88,8 +89,10 @@ class PackBuilder:
     def full(self) -> bool:
         return self.size >= spec.PACK_TARGET or len(self._pending) >= spec.PACK_MAX_BLOBS
 
-    def seal(self, cipher: ObjectCipher) -> tuple[bytes, list[BlobEntry]]:
-        """The pack's bytes and the entries of its blobs."""
+    def seal(self, cipher: ObjectCipher,
+             trailer: ObjectCipher | None = None) -> tuple[bytes, list[BlobEntry]]:
+        """The pack's bytes and the entries of its blobs; the trailer is sealed with
+        ``trailer`` (``envelope.trailer_cipher`` of ``cipher``), by default ``cipher``."""
         order: list[_Pending | None] = list(_shuffled(self._pending))
         self._pending = []  # each payload is freed once sealed: a pack is not held twice
         parts: list[bytes | memoryview] = [cipher.header]
@@ -107,9 +110,9 @@ class PackBuilder:
             parts.append(ct)
             entries.append(BlobEntry(b.blob_id, b.blob_type, nonce, offset, len(ct), b.raw_len))
             offset += len(ct)
-        trailer = cipher.seal(spec.TRAILER_NONCE, spec.pack([e.to_list() for e in entries]),
-                              b"trailer")
-        parts += [trailer, _TRAILER_LEN.pack(len(trailer))]
+        sealed = (trailer or cipher).seal(spec.TRAILER_NONCE,
+                                          spec.pack([e.to_list() for e in entries]), b"trailer")
+        parts += [sealed, _TRAILER_LEN.pack(len(sealed))]
         return b"".join(parts), entries
 
 
@@ -141,7 +144,7 @@ def open_blob(cipher: ObjectCipher, entry: BlobEntry, ciphertext: bytes) -> byte
 
 
 def read_trailer(cipher: ObjectCipher, data: bytes) -> list[BlobEntry]:
-    """Parse a whole pack's trailer (used by check)."""
+    """Parse a whole pack's trailer (used by check); ``cipher`` is the trailer's."""
     if len(data) < HEADER_LEN + _TRAILER_LEN.size:
         raise IntegrityError("pack", cipher.object_id, "truncated")
     (tlen,) = _TRAILER_LEN.unpack_from(data, len(data) - _TRAILER_LEN.size)
@@ -160,7 +163,8 @@ def trailer_start(pack: str, size: int, tlen: int) -> int:
 
 def open_trailer(cipher: ObjectCipher, sealed: bytes | memoryview,
                  start: int) -> list[BlobEntry]:
-    """The entries of a sealed trailer that starts at ``start`` in its pack: decrypted,
+    """The entries of a sealed trailer that starts at ``start`` in its pack, opened with the
+    trailer's cipher (``envelope.trailer_cipher``): decrypted,
     each row checked, and the blobs tiling the pack from the header to the trailer. Enough
     to locate every blob without reading the blobs (recovery of lost index segments)."""
     plain = cipher.open(spec.TRAILER_NONCE, sealed, b"trailer")

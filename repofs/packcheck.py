@@ -61,7 +61,7 @@ def check_pack(repo: Repository, pack: str, indexed: Iterable[Place],
     cipher = repo.open_cipher(data[:HEADER_LEN], spec.KIND_PACK, pack)
     listed: set[Place] = set()
     held: set[Place] = set()
-    for ent in read_trailer(cipher, data):
+    for ent in read_trailer(repo.pack_trailer_cipher(cipher), data):
         listed.add(place(ent))
         try:
             plain = open_blob(cipher, ent, data[ent.offset:ent.offset + ent.length])
@@ -124,8 +124,9 @@ def open_ends(repo: Repository, pack: str) -> None:
         start = size - 4 - int.from_bytes(tail, "big")
         if len(tail) != 4 or start < HEADER_LEN:
             raise IntegrityError("pack", pack, "bad trailer length")
-        cipher.open(spec.TRAILER_NONCE, repo.store.get_range(spec.NS_DATA, pack, start,
-                                                             size - 4 - start), b"trailer")
+        repo.pack_trailer_cipher(cipher).open(
+            spec.TRAILER_NONCE, repo.store.get_range(spec.NS_DATA, pack, start, size - 4 - start),
+            b"trailer")
     except FileNotFoundError:
         raise IntegrityError("pack", pack, "missing") from None
     except OSError as e:

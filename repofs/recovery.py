@@ -3,12 +3,14 @@
 Why: an index segment is one object among thousands, and bit rot, a truncation, a
 planted object under its name or a deletion can cost it. The locations it carried are
 not lost with it: every pack ends in a sealed trailer listing its blobs
-(repofs-format(5), PACKS), so the packs no usable segment lists are exactly the ones
-whose trailers must be read, and only those (a healthy repository has none, or only
-the packs of a create still running, or left by one that was interrupted). Readers do
-it when a segment was skipped, or the first time a blob is in no segment; ``create``
-does it to reuse the blobs of an interrupted create; ``repair`` writes the result into
-new index segments, so it is done once for good (repofs-repair(1)).
+(repofs-format(5), PACKS), which every key opens in a format 2 repository (a write-only key too:
+index segments show it the same rows) and only a full key in format 1. So the packs no
+usable segment lists are exactly the ones whose trailers must be read, and only those (a
+healthy repository has none, or only the packs of a create still running, or left by one
+that was interrupted). Readers do it when a segment was skipped, or the first time a
+blob is in no segment; ``create`` does it to reuse the blobs of an interrupted create;
+``repair`` writes the result into new index segments, so it is done once for good
+(repofs-repair(1)).
 
 Nothing recovered is trusted more than an index entry: every blob read through a
 recovered location is verified against its keyed id, as every read is. A trailer that
@@ -39,8 +41,7 @@ class _Source(Protocol):
 
     store: WriterStore
 
-    def open_cipher(self, header: bytes, kind: int, name: str,
-                    mode: int | None = None) -> ObjectCipher: ...
+    def open_trailer_cipher(self, header: bytes, name: str) -> ObjectCipher: ...
 
 
 class Unlisted(IntegrityError):
@@ -64,7 +65,12 @@ class Recovery:
     unlisted: list[str] = field(default_factory=list)  # packs no usable segment lists
     packs: dict[str, list[BlobEntry]] = field(default_factory=dict)  # trailers that verified
     bad: dict[str, IntegrityError] = field(default_factory=dict)  # trailers that did not
-    cannot_read: bool = False  # this key cannot open packs (write-only): nothing located
+    sealed: list[str] = field(default_factory=list)  # format 1 trailers this key cannot open
+
+    @property
+    def cannot_read(self) -> bool:
+        """Some packs could not be opened: format 1 trailers and a write-only key."""
+        return bool(self.sealed)
 
 
 def unlisted(store: WriterStore, listed: Iterable[str], condemned: Iterable[str]) -> list[str]:
@@ -76,14 +82,14 @@ def unlisted(store: WriterStore, listed: Iterable[str], condemned: Iterable[str]
 def locate(source: _Source, pack: str) -> list[BlobEntry]:
     """The entries of one pack's trailer, reading its header and its tail only.
 
-    Raises IntegrityError if the trailer does not verify, CannotRead for a key that cannot
-    open packs, FileNotFoundError if the pack went (a prune deleted it meanwhile).
+    Raises IntegrityError if the trailer does not verify, CannotRead for a format 1 trailer
+    and a write-only key, FileNotFoundError if the pack went (a prune deleted it meanwhile).
     """
     store = source.store
     try:
         size = store.size(spec.NS_DATA, pack)
         header = store.get_range(spec.NS_DATA, pack, 0, HEADER_LEN)
-        cipher = source.open_cipher(header, spec.KIND_PACK, pack)
+        cipher = source.open_trailer_cipher(header, pack)
         tail = store.get_range(spec.NS_DATA, pack, max(size - 4, 0), 4)
         if len(tail) != 4:
             raise IntegrityError("pack", pack, "truncated")
@@ -97,14 +103,14 @@ def locate(source: _Source, pack: str) -> list[BlobEntry]:
 
 
 def recover(source: _Source, packs: list[str]) -> Recovery:
-    """Read the trailers of ``packs``; each that verifies gives its blobs' locations."""
+    """Read the trailers of ``packs``; each that verifies gives its blobs' locations. With a
+    write-only key, format 1 packs are ``sealed``: each costs a read of its header."""
     found = Recovery(unlisted=list(packs))
     for pack in packs:
         try:
             found.packs[pack] = locate(source, pack)
         except CannotRead:
-            found.cannot_read = True
-            break
+            found.sealed.append(pack)
         except FileNotFoundError:
             continue  # deleted by a prune since the listing: nothing to locate
         except IntegrityError as e:
@@ -133,24 +139,28 @@ class RepairReport:
     recovered: dict[str, int] = field(default_factory=dict)  # pack -> blobs it holds
     bad_packs: dict[str, str] = field(default_factory=dict)  # pack -> what is wrong
     segments_written: list[str] = field(default_factory=list)
+    sealed: list[str] = field(default_factory=list)  # format 1 packs left for a full key
 
 
 def repair(repo: _Repairable, dry_run: bool = False) -> RepairReport:
     """List again, in new index segments, the packs no usable segment lists.
 
     Append-only: nothing is deleted or rewritten; a damaged segment stays where it is
-    (repofs check names it; a prune may remove it once nothing depends on it). Needs a key
-    that can open packs: their trailers are sealed to the repository's public key.
+    (repofs check names it; a prune may remove it once nothing depends on it). Any key
+    lists format 2 packs (their trailers open with the shared key); format 1 packs need a
+    full or admin key: with a write-only key they are left, in ``sealed``, and when
+    nothing else could be listed that is refused (NotPermitted).
     """
     found = repo.recover_locations()
     report = RepairReport(dry_run, {n: e.detail for n, e in repo.damaged_segments.items()},
                           list(found.unlisted),
                           {p: len(e) for p, e in found.packs.items()},
-                          {p: e.detail for p, e in found.bad.items()})
-    if found.cannot_read and found.unlisted:
-        raise NotPermitted(f"this key cannot open packs: {len(found.unlisted)} packs no index "
-                           "segment lists need a full or admin key to be listed again (their "
-                           "trailers are sealed to the repository's public key)")
+                          {p: e.detail for p, e in found.bad.items()},
+                          sealed=list(found.sealed))
+    if found.sealed and not found.packs:
+        raise NotPermitted(f"this key cannot open format 1 packs: {len(found.sealed)} packs no "
+                           "index segment lists need a full or admin key to be listed again "
+                           "(their trailers are sealed to the repository's public key)")
     batch = sorted(found.packs.items())
     for i in range(0, len(batch), SEGMENT_PACKS):
         if not dry_run:

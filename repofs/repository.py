@@ -21,7 +21,15 @@ from repofs import crypto, keys, recovery, signed, spec
 from repofs.blobcache import BlobCache
 from repofs.blobtable import BlobTable, Location
 from repofs.damage import DamageLog
-from repofs.envelope import HEADER_LEN, CannotRead, ObjectCipher, new_object, open_object
+from repofs.envelope import (
+    HEADER_LEN,
+    CannotRead,
+    ObjectCipher,
+    new_object,
+    open_object,
+    open_trailer_cipher,
+    trailer_cipher,
+)
 from repofs.errors import (
     BadEntry,
     BadKeyFile,
@@ -51,27 +59,35 @@ class Segment:
     error: IntegrityError | None = None
 
 
-def _encode_config(repo_id: bytes) -> bytes:
-    return spec.pack({"format": "repofs", "v": spec.FORMAT_VERSION, "id": repo_id})
+def _encode_config(repo_id: bytes, version: int = spec.REPO_VERSION) -> bytes:
+    return spec.pack({"format": "repofs", "v": version, "id": repo_id})
 
 
-def _decode_config(data: bytes) -> bytes:
+def _parse_config(data: bytes) -> tuple[bytes, int]:
+    """The repository id and format version (repofs-format(5), The config file)."""
     f = spec.Fields(spec.unpack(data, "config", "config"), "config", "config")
     if f.text("format") != "repofs":
         raise RepositoryNotFound("not a repofs repository (config)")
     v = f.integer("v")
-    if v != spec.FORMAT_VERSION:
+    if v not in spec.REPO_VERSIONS:
         raise UnsupportedVersion(f"repository format version {v} is not supported by this repofs")
-    return f.blob("id", size=32)
+    return f.blob("id", size=32), v
+
+
+def _decode_config(data: bytes) -> bytes:
+    return _parse_config(data)[0]
 
 
 class Repository:
     """An open repository: unlocked keys, the loaded index, and access to objects."""
 
     def __init__(self, store: WriterStore, master: keys.MasterKeys,
-                 damage: DamageLog | None = None) -> None:
+                 damage: DamageLog | None = None, version: int = spec.REPO_VERSION) -> None:
         self.store = store
         self.keys = master
+        # config "v": a format 1 repository keeps writing format 1 packs, which older
+        # builds read; format 2 packs' trailers open with any key (recovery, repair)
+        self.version = version
         # what this command left out because it did not verify (repofs.damage)
         self.damage = DamageLog() if damage is None else damage
         self.index = BlobTable()
@@ -126,7 +142,7 @@ class Repository:
         to the caller (``check`` reads every segment itself, to report all damage).
         ``damage`` hears of every object left out, from the first one on."""
         store = open_store(path)
-        repo_id = _decode_config(store.read_config())
+        repo_id, version = _parse_config(store.read_config())
         files = [(n, store.get(spec.NS_KEYS, n)) for n in sorted(store.list(spec.NS_KEYS))]
         if not files:
             raise RepositoryNotFound(f"{path} has no key files")
@@ -139,7 +155,7 @@ class Repository:
                 raise IntegrityError("key file", damaged[0],
                                      "content does not match its name") from None
             raise
-        repo = cls(store, master, damage)
+        repo = cls(store, master, damage, version)
         repo._report_key_files(files, {n for n, _ in intact})
         if index:
             repo.load_index()
@@ -198,6 +214,23 @@ class Repository:
         return open_object(header, kind, name, self.keys.shared_key, self.keys.repo_public,
                            self.keys.reader, mode)
 
+    def new_pack_cipher(self) -> tuple[ObjectCipher, ObjectCipher]:
+        """The cipher of a new pack and of its trailer, in this repository's format."""
+        form = spec.TRAILER_SHARED if self.version >= 2 else spec.TRAILER_SEALED
+        pack = new_object(spec.KIND_PACK, spec.MODE_SEALED, self.keys.shared_key,
+                          self.keys.repo_public, form)
+        return pack, trailer_cipher(pack, self.keys.shared_key)
+
+    def open_trailer_cipher(self, header: bytes, name: str) -> ObjectCipher:
+        """The cipher of the trailer of pack ``name`` whose header is ``header``: any key
+        opens a format 2 trailer; a format 1 one raises CannotRead without a full key."""
+        return open_trailer_cipher(header, name, self.keys.shared_key, self.keys.repo_public,
+                                   self.keys.reader)
+
+    def pack_trailer_cipher(self, pack: ObjectCipher) -> ObjectCipher:
+        """The trailer's cipher of an opened pack."""
+        return trailer_cipher(pack, self.keys.shared_key)
+
     # -- index ---------------------------------------------------------------------------
     def segments(self, skip: Container[str] = (),
                  names: list[str] | None = None) -> Iterator[Segment]:
@@ -243,8 +276,8 @@ class Repository:
         if not found.unlisted:
             return
         if found.cannot_read:
-            what = (f"this key cannot open packs, so the blobs of {len(found.unlisted)} packs "
-                    "no other segment lists count as absent")
+            what = (f"this key cannot open format 1 packs, so the blobs of {len(found.sealed)} "
+                    "packs no other segment lists count as absent")
         else:
             what = (f"the blobs of the {len(found.packs)} packs no other segment lists were "
                     "located from the packs themselves; repofs repair lists them again")
@@ -274,7 +307,7 @@ class Repository:
             done.unlisted = sorted(set(done.unlisted) | set(todo))
             done.packs.update(found.packs)
             done.bad.update(found.bad)
-            done.cannot_read = done.cannot_read or found.cannot_read
+            done.sealed = sorted(set(done.sealed) | set(found.sealed))
             self._recovery = done
             return done
 
@@ -354,8 +387,9 @@ class Repository:
         start = size - 4 - int.from_bytes(tail, "big")
         if len(tail) != 4 or start < HEADER_LEN:
             raise IntegrityError("pack", pack, "bad trailer length")
-        cipher.open(spec.TRAILER_NONCE, self.store.get_range(spec.NS_DATA, pack, start,
-                                                             size - 4 - start), b"trailer")
+        self.pack_trailer_cipher(cipher).open(
+            spec.TRAILER_NONCE, self.store.get_range(spec.NS_DATA, pack, start, size - 4 - start),
+            b"trailer")
 
     def read_blob(self, blob_id: bytes, blob_type: int) -> bytes:
         """A blob's plaintext, verified against its keyed id.

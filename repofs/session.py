@@ -105,10 +105,11 @@ class WriteSession:
         # Packs no index segment lists: an interrupted create's, or a lost segment's. Their
         # blobs are located from their trailers (repository.recover_locations), reused like
         # indexed ones (never those of condemned packs: _live_copy), and listed by this
-        # session's segment, so the next open finds them indexed. A write-only key cannot
-        # open packs: it does not even list them.
+        # session's segment, so the next open finds them indexed. A write-only key opens
+        # the trailers of format 2 packs only: in a format 1 repository it does not even
+        # list them.
         self._adopted = (sorted(self.repo.recover_locations().packs.items())
-                         if self.repo.can_read else [])
+                         if self.repo.can_read or self.repo.version >= 2 else [])
         self.stats.packs_adopted = len(self._adopted)
 
     def add(self, blob_type: int, data: bytes | memoryview) -> bytes:
@@ -229,8 +230,7 @@ class WriteSession:
             self._list_written()
 
     def _write_pack(self, builder: PackBuilder) -> tuple[str, list[BlobEntry]]:
-        cipher = self.repo.new_cipher(spec.KIND_PACK, spec.MODE_SEALED)
-        data, entries = builder.seal(cipher)
+        data, entries = builder.seal(*self.repo.new_pack_cipher())
         name = self.repo.put_object(spec.NS_DATA, data)
         with self._stats_lock:
             self.stats.bytes_stored += len(data)
@@ -254,7 +254,7 @@ class WriteSession:
         """Write an index segment for the packs written (all durable) and not listed yet,
         and for the packs adopted: at the end, and every CHECKPOINT_PACKS packs, so a
         create killed midway leaves most of its packs listed for the next one to reuse,
-        whatever its key (a write-only key cannot recover them from their trailers)."""
+        whatever its key (a write-only key cannot recover them from format 1 trailers)."""
         adopted = [(p, e) for p, e in self._adopted if p not in self._condemned]
         self._adopted = []
         if self._written or adopted:

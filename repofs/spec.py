@@ -16,7 +16,9 @@ import msgpack
 from repofs.errors import IntegrityError
 
 # -- FORMAT VERSION ------------------------------------------------------------
-FORMAT_VERSION = 1
+FORMAT_VERSION = 1  # of objects and records (header byte 4, "v" fields): unchanged in format 2
+REPO_VERSION = 2  # config "v" of a new repository: its packs have form 1 trailers
+REPO_VERSIONS = (1, 2)  # config "v" this build reads and writes (a repository keeps its own)
 MAGIC = b"RPFS"
 
 # -- REPOSITORY LAYOUT ---------------------------------------------------------
@@ -59,6 +61,10 @@ CHUNK_MAX = 4 * 1024 * 1024
 PACK_TARGET = 16 * 1024 * 1024
 PACK_MAX_BLOBS = 65536
 TRAILER_NONCE = 0xFFFF_FFFF_FFFF_FFFF_FFFF_FFFF  # never used by a blob
+# header byte 7 of a pack: how its trailer is sealed (repofs-format(5), PACKS, Trailer)
+TRAILER_SEALED = 0  # under the pack's key (format 1): full keys only
+TRAILER_SHARED = 1  # under a key derived from the shared key (format 2): every key
+TRAILER_FORMS = (TRAILER_SEALED, TRAILER_SHARED)
 
 # -- CAPS ON HOSTILE INPUT -----------------------------------------------------------
 MAX_RECORD = 256 * 1024 * 1024  # largest msgpack record we decode

@@ -163,11 +163,13 @@ def _structure(ns: str, name: str, size: int, head: bytes, tail: bytes,
     if ns in _KIND:
         if len(head) < HEADER_LEN:
             return "shorter than an object header"
-        magic, version, kind, mode, _ = HEADER.unpack(head)
+        magic, version, kind, mode, form, _ = HEADER.unpack(head)
         if magic != spec.MAGIC or version != spec.FORMAT_VERSION:
             return "not a repofs object of format version 1"
         if kind != _KIND[ns] or mode not in (spec.MODE_SEALED, spec.MODE_SHARED):
             return f"header names kind {kind}, mode {mode}: not a {_NAMES[ns]}"
+        if ns == spec.NS_DATA and form not in spec.TRAILER_FORMS:
+            return f"unknown trailer form {form}"
         if ns == spec.NS_DATA and (size < HEADER_LEN + 4 or size - 4 - int.from_bytes(
                 tail, "big") < HEADER_LEN):
             return "bad trailer length"

@@ -127,6 +127,28 @@ def test_a_lost_segment_costs_no_byte_and_repair_makes_it_quiet(pristine: dict,
     assert "nothing to repair" in r.text
 
 
+def test_a_write_only_key_repairs_a_format_2_repository(pristine: dict) -> None:
+    """Every index segment gone; a write-only key (no history, no blob readable) lists
+    every pack again through the real CLI, and a full key then reads every byte, quietly."""
+    cli = copy(pristine, "write-only-repair")
+    cli.run("key", "add", "--write-only", env={"REPOFS_NEW_PASSPHRASE": "writer only"})
+    for seg in (cli.repo / spec.NS_INDEX).iterdir():
+        os.chmod(seg, 0o600)
+        seg.unlink()
+    writer = {"REPOFS_PASSPHRASE": "writer only"}
+    dry = cli.run("repair", "--dry-run", "--json", env=writer).json()
+    assert dry["recovered_packs"] and dry["sealed_packs"] == [], dry
+    assert dry["unlisted_packs"] == sorted(dry["recovered_packs"]), dry
+    fixed = cli.run("repair", "--json", env=writer).json()
+    assert len(fixed["segments_written"]) == 1, fixed
+    reads_everything(pristine, cli, 0, None)
+    r = cli.run("repair", env=writer)
+    assert "nothing to repair" in r.text
+    denied = cli.run("dump", pristine["snaps"][0], pristine["src"] / "big.bin", env=writer,
+                     expect=2)
+    assert "cannot read" in denied.err
+
+
 def test_a_mount_reads_every_byte_past_a_damaged_segment(pristine: dict) -> None:
     if not Path("/dev/fuse").exists() or shutil.which("fusermount3") is None:
         pytest.skip("needs /dev/fuse and fusermount3")

@@ -142,7 +142,7 @@ def swap(a: Obj, b: Obj) -> None:
     _rewrite(b.path, da)
 
 
-CONFIG_PARTS = {  # where in {"format": "repofs", "v": 1, "id": bin32} a bit is flipped
+CONFIG_PARTS = {  # where in {"format": "repofs", "v": 2, "id": bin32} a bit is flipped
     "id": lambda c: len(c) - 5,
     "map-header": lambda c: 0,
     "id-key": lambda c: c.index(b"\xa2id") + 1,
@@ -278,7 +278,7 @@ def test_config_bit_flips_are_detected(pristine: Pristine, part: str) -> None:
 
 
 @pytest.mark.parametrize(("part", "message"), [
-    ("version", "repository format version 17 is not supported"),
+    ("version", "repository format version 18 is not supported"),
     ("format", "not a repofs repository (config)"),
 ])
 def test_config_version_and_format_flips_are_refused(pristine: Pristine, part: str,

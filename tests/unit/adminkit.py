@@ -17,18 +17,20 @@ from repofs.session import WriteSession
 DAY = 86400 * 10**9
 
 
-def make_repo(root: Path) -> Repository:
-    """A repository opened with an admin key, on an AdminStore (no KDF is run)."""
+def make_repo(root: Path, version: int = spec.REPO_VERSION) -> Repository:
+    """A repository opened with an admin key, on an AdminStore (no KDF is run); of format
+    ``version`` (config "v"; a format 1 one writes packs with format 1 trailers)."""
     repo_id = crypto.random_bytes(32)
-    AdminStore.create(root, _encode_config(repo_id))
+    AdminStore.create(root, _encode_config(repo_id, version))
     master = keys.restrict(keys.generate(repo_id), keys.CAP_ADMIN)
-    return Repository(AdminStore(root), master)
+    return Repository(AdminStore(root), master, version=version)
 
 
 def as_capability(repo: Repository, capability: str, store: object | None = None) -> Repository:
     """The same repository seen through a key of ``capability`` (a fresh index load)."""
     k = keys.restrict(repo.keys, capability) if capability != keys.CAP_ADMIN else repo.keys
-    fresh = Repository(store or AdminStore(repo.store.root), k)  # type: ignore[arg-type]
+    fresh = Repository(store or AdminStore(repo.store.root), k,  # type: ignore[arg-type]
+                       version=repo.version)
     fresh.load_index()
     return fresh
 

@@ -7,7 +7,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from repofs import crypto, spec
-from repofs.envelope import HEADER, HEADER_LEN, CannotRead, new_object, open_object
+from repofs.envelope import (
+    HEADER,
+    HEADER_LEN,
+    CannotRead,
+    new_object,
+    open_object,
+    open_trailer_cipher,
+    trailer_cipher,
+)
 from repofs.errors import IntegrityError
 
 PAIR = crypto.X25519Pair(crypto.X25519Pair.generate_private())
@@ -39,8 +47,8 @@ def relabel(header: bytes, offset: int, value: int) -> bytes:
 def test_header_layout(kind: int, mode: int) -> None:
     c = new(kind, mode)
     assert HEADER_LEN == 40 == len(c.header)
-    magic, version, k, m, material = HEADER.unpack(c.header)
-    assert (magic, version, k, m) == (spec.MAGIC, spec.FORMAT_VERSION, kind, mode)
+    magic, version, k, m, form, material = HEADER.unpack(c.header)
+    assert (magic, version, k, m, form) == (spec.MAGIC, spec.FORMAT_VERSION, kind, mode, 0)
     assert len(material) == 32
     assert c.kind == spec.KIND_NAMES[kind] and c.object_id == "(new)"
 
@@ -217,3 +225,62 @@ def test_each_kind_must_have_its_mode(kind: int, wrong: int) -> None:
     snap = new(spec.KIND_SNAPSHOT, spec.MODE_SEALED)
     with pytest.raises(IntegrityError, match="wrong encryption mode"):
         reopen(snap.header, spec.KIND_SNAPSHOT, mode=spec.MODE_SHARED)
+
+
+# -- pack trailers: form 0 (format 1) and form 1 (format 2) ---------------------------------
+
+def _pack(form: int):
+    c = new_object(spec.KIND_PACK, spec.MODE_SEALED, SHARED, PAIR.public, form)
+    return c, trailer_cipher(c, SHARED)
+
+
+@pytest.mark.parametrize("form", spec.TRAILER_FORMS)
+def test_trailer_round_trip_both_forms(form: int) -> None:
+    c, t = _pack(form)
+    assert c.header[7] == form
+    assert (t is c) == (form == spec.TRAILER_SEALED)  # form 0: the pack's own key
+    ct = t.seal(spec.TRAILER_NONCE, b"rows", b"trailer")
+    opened = open_trailer_cipher(c.header, "p", SHARED, PAIR.public, PAIR)
+    assert opened.open(spec.TRAILER_NONCE, ct, b"trailer") == b"rows"
+    assert trailer_cipher(reopen(c.header, spec.KIND_PACK), SHARED).key == t.key
+
+
+def test_write_only_key_opens_form_1_trailers_but_not_blobs() -> None:
+    c, t = _pack(spec.TRAILER_SHARED)
+    ct = t.seal(spec.TRAILER_NONCE, b"rows", b"trailer")
+    blob = c.seal(0, b"secret", b"blob")
+    opened = open_trailer_cipher(c.header, "p", SHARED, PAIR.public, None)
+    assert opened.open(spec.TRAILER_NONCE, ct, b"trailer") == b"rows"
+    assert opened.key != c.key  # the trailer key is not the pack's
+    with pytest.raises(IntegrityError, match="authentication failed"):
+        opened.open(0, blob, b"blob")
+    with pytest.raises(CannotRead):
+        reopen(c.header, spec.KIND_PACK, reader=None)
+    c0, _ = _pack(spec.TRAILER_SEALED)
+    with pytest.raises(CannotRead):  # a format 1 trailer needs the private key
+        open_trailer_cipher(c0.header, "p", SHARED, PAIR.public, None)
+
+
+def test_form_1_trailer_is_bound_to_its_pack_and_form() -> None:
+    c, t = _pack(spec.TRAILER_SHARED)
+    ct = t.seal(spec.TRAILER_NONCE, b"rows", b"trailer")
+    other, _ = _pack(spec.TRAILER_SHARED)
+    with pytest.raises(IntegrityError, match="authentication failed"):  # moved to a pack
+        open_trailer_cipher(other.header, "p", SHARED, PAIR.public, None).open(
+            spec.TRAILER_NONCE, ct, b"trailer")
+    with pytest.raises(IntegrityError, match="authentication failed"):  # form relabelled
+        open_trailer_cipher(relabel(c.header, 7, 0), "p", SHARED, PAIR.public, PAIR).open(
+            spec.TRAILER_NONCE, ct, b"trailer")
+    with pytest.raises(IntegrityError, match="authentication failed"):  # another shared key
+        open_trailer_cipher(c.header, "p", crypto.random_bytes(32), PAIR.public, None).open(
+            spec.TRAILER_NONCE, ct, b"trailer")
+    with pytest.raises(IntegrityError, match="authentication failed"):
+        open_trailer_cipher(c.header, "p", SHARED, PAIR.public, None).open(
+            spec.TRAILER_NONCE, ct[:-1] + bytes([ct[-1] ^ 1]), b"trailer")
+    with pytest.raises(IntegrityError, match="unknown trailer form 2"):
+        open_trailer_cipher(relabel(c.header, 7, 2), "p", SHARED, PAIR.public, None)
+    with pytest.raises(IntegrityError, match="unknown trailer form 2"):
+        reopen(relabel(c.header, 7, 2), spec.KIND_PACK)
+    with pytest.raises(IntegrityError, match="object is a index segment"):
+        idx = new(spec.KIND_INDEX, spec.MODE_SHARED)
+        open_trailer_cipher(idx.header, "p", SHARED, PAIR.public, None)

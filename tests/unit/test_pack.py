@@ -12,7 +12,14 @@ from hypothesis import strategies as st
 
 from repofs import crypto, spec
 from repofs.compression import Codec
-from repofs.envelope import HEADER_LEN, new_object, open_object
+from repofs.envelope import (
+    HEADER_LEN,
+    CannotRead,
+    new_object,
+    open_object,
+    open_trailer_cipher,
+    trailer_cipher,
+)
 from repofs.errors import IntegrityError
 from repofs.pack import (
     BlobEntry,
@@ -389,3 +396,62 @@ def test_padding_is_ignored_but_authenticated() -> None:
     flipped[10] ^= 1
     with pytest.raises(IntegrityError, match="authentication failed"):
         open_blob(c, e, bytes(flipped))
+
+
+def build_form(blobs: list[tuple[bytes, int, bytes]], form: int) -> tuple[bytes, list[BlobEntry]]:
+    """A pack whose trailer has ``form`` (header byte 7), as a repository of that format
+    writes it."""
+    b = PackBuilder()
+    for blob_id, blob_type, data in blobs:
+        b.add(blob_id, blob_type, spec.CODEC_NONE, data, len(data))
+    c = new_object(spec.KIND_PACK, spec.MODE_SEALED, SHARED, PAIR.public, form)
+    return b.seal(c, trailer_cipher(c, SHARED))
+
+
+@pytest.mark.parametrize("form", spec.TRAILER_FORMS)
+def test_both_trailer_forms_round_trip(form: int) -> None:
+    pack, entries = build_form(blob_list(5), form)
+    assert pack[7] == form
+    t = open_trailer_cipher(pack[:HEADER_LEN], "p", SHARED, PAIR.public, PAIR)
+    assert read_trailer(t, pack) == entries
+    r = reader_for(pack)
+    assert {open_blob(r, e, pack[e.offset:e.offset + e.length]) for e in entries} == \
+        {d for _, _, d in blob_list(5)}
+    # the pack's own cipher opens a form 1 trailer only through trailer_cipher
+    if form == spec.TRAILER_SHARED:
+        with pytest.raises(IntegrityError, match="authentication failed"):
+            read_trailer(r, pack)
+
+
+def test_a_write_only_key_reads_a_form_1_trailer_but_no_blob() -> None:
+    pack, entries = build_form(blob_list(3), spec.TRAILER_SHARED)
+    t = open_trailer_cipher(pack[:HEADER_LEN], "p", SHARED, PAIR.public, None)
+    assert read_trailer(t, pack) == entries
+    e = entries[0]
+    with pytest.raises(IntegrityError, match="authentication failed"):
+        open_blob(t, e, pack[e.offset:e.offset + e.length])
+    with pytest.raises(CannotRead):
+        open_object(pack[:HEADER_LEN], spec.KIND_PACK, "p", SHARED, PAIR.public, None)
+    old, _ = build_form(blob_list(3), spec.TRAILER_SEALED)
+    with pytest.raises(CannotRead):
+        open_trailer_cipher(old[:HEADER_LEN], "p", SHARED, PAIR.public, None)
+
+
+def test_a_form_1_trailer_tampered_or_swapped_fails() -> None:
+    pack, _ = build_form(blob_list(3), spec.TRAILER_SHARED)
+    other, _ = build_form(blob_list(3), spec.TRAILER_SHARED)
+    t = open_trailer_cipher(pack[:HEADER_LEN], "p", SHARED, PAIR.public, None)
+    (tlen,) = struct.unpack(">I", pack[-4:])
+    flipped = bytearray(pack)
+    flipped[len(pack) - 5] ^= 1
+    with pytest.raises(IntegrityError, match="authentication failed"):
+        read_trailer(t, bytes(flipped))
+    # the other pack's trailer (same blob count and sizes, so the same length) moved here
+    swapped = pack[:len(pack) - 4 - tlen] + other[len(other) - 4 - tlen:]
+    assert len(swapped) == len(pack)
+    with pytest.raises(IntegrityError, match="authentication failed"):
+        read_trailer(t, swapped)
+    relabelled = pack[:7] + bytes([spec.TRAILER_SEALED]) + pack[8:]  # form byte changed
+    with pytest.raises(IntegrityError, match="authentication failed"):
+        read_trailer(open_trailer_cipher(relabelled[:HEADER_LEN], "p", SHARED, PAIR.public,
+                                         PAIR), relabelled)

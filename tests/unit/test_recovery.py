@@ -20,7 +20,7 @@ from repofs import keys, recovery, session, signed, spec
 from repofs.adminstore import AdminStore
 from repofs.compression import Codec
 from repofs.damage import DamageLog
-from repofs.envelope import HEADER_LEN
+from repofs.envelope import HEADER_LEN, CannotRead
 from repofs.errors import IntegrityError, NotPermitted
 from repofs.pack import PackBuilder
 from repofs.prune import prune
@@ -56,7 +56,7 @@ def fresh(repo: Repository, capability: str | None = None,
     """The repository opened anew; without the local index cache unless asked, so every
     segment is read (a warm cache holds what a segment said when it verified)."""
     k = repo.keys if capability is None else keys.restrict(repo.keys, capability)
-    r = Repository(store or AdminStore(repo.store.root), k, DamageLog())
+    r = Repository(store or AdminStore(repo.store.root), k, DamageLog(), repo.version)
     if not cache:
         r.index_cache = None
     r.load_index()
@@ -76,6 +76,12 @@ def seg_path(repo: Repository, name: str) -> Path:
 @pytest.fixture
 def repo(shm_dir: Path) -> Repository:
     return make_repo(shm_dir / "repo")
+
+
+@pytest.fixture
+def repo_v1(shm_dir: Path) -> Repository:
+    """A format 1 repository: its packs' trailers open with a full key only."""
+    return make_repo(shm_dir / "repo1", version=1)
 
 
 def test_a_damaged_segment_costs_nothing_its_locations_come_back(repo: Repository) -> None:
@@ -248,15 +254,38 @@ def test_repair_lists_them_again_and_readers_are_quiet_after(repo: Repository) -
     assert recovery.repair(fresh(repo)).segments_written == []  # nothing left to do
 
 
-def test_a_write_only_key_cannot_repair_what_it_cannot_open(repo: Repository) -> None:
-    backup(repo, FILES)
+def test_a_write_only_key_cannot_repair_format_1_packs(repo_v1: Repository) -> None:
+    repo = repo_v1
+    snap = backup(repo, FILES)
+    root: Path = repo.store.root  # type: ignore[attr-defined]
+    forms = {p.read_bytes()[7] for p in (root / spec.NS_DATA).rglob("*") if p.is_file()}
+    assert forms == {spec.TRAILER_SEALED}
     assert recovery.repair(fresh(repo, keys.CAP_WRITE_ONLY)).unlisted == []  # nothing to do
     for name in segments(repo):
         seg_path(repo, name).unlink()
     wo = fresh(repo, keys.CAP_WRITE_ONLY)
-    with pytest.raises(NotPermitted, match="this key cannot open packs"):
+    with pytest.raises(NotPermitted, match="this key cannot open format 1 packs"):
         recovery.repair(wo)
     assert segments(repo) == []
+    assert recovery.repair(fresh(repo)).segments_written  # a full key can
+    assert contents(fresh(repo), snap) == FILES
+
+
+def test_a_write_only_key_recovers_and_repairs_format_2_packs(repo: Repository) -> None:
+    snap = backup(repo, FILES)
+    for name in segments(repo):
+        seg_path(repo, name).unlink()
+    wo = fresh(repo, keys.CAP_WRITE_ONLY)
+    found = wo.recover_locations()
+    assert found.packs and not found.sealed and not found.bad
+    assert set(found.packs) == set(found.unlisted)
+    report = recovery.repair(wo)
+    assert len(report.segments_written) == 1 and not report.sealed
+    after = fresh(repo)
+    assert not after.damage and not after.recover_locations().unlisted
+    assert contents(after, snap) == FILES
+    with pytest.raises(CannotRead):  # the trailer opened, the blobs still do not
+        wo.read_blob(repo.blob_id(FILES["a"], spec.BLOB_DATA), spec.BLOB_DATA)
 
 
 def test_prune_keeps_the_live_packs_of_a_lost_segment(repo: Repository) -> None:
@@ -270,7 +299,9 @@ def test_prune_keeps_the_live_packs_of_a_lost_segment(repo: Repository) -> None:
     assert contents(fresh(repo), snap) == FILES
 
 
-def test_a_write_only_create_does_not_look_for_packs_it_cannot_open(repo: Repository) -> None:
+def test_a_write_only_create_does_not_look_for_packs_it_cannot_open(
+        repo_v1: Repository) -> None:
+    repo = repo_v1
     backup(repo, FILES)
     store = CountingStore(repo.store.root)  # type: ignore[attr-defined]
     wo = fresh(repo, keys.CAP_WRITE_ONLY, store=store)
@@ -278,6 +309,23 @@ def test_a_write_only_create_does_not_look_for_packs_it_cannot_open(repo: Reposi
         s.add(spec.BLOB_DATA, FILES["a"])
         assert s.stats.blobs_dedup == 1 and s.stats.packs_adopted == 0
     assert store.calls["list", spec.NS_DATA] == 0
+
+
+def test_a_write_only_create_adopts_an_interrupted_creates_packs(repo: Repository) -> None:
+    """Format 2: a write-only create opens the trailers of the packs a killed create left
+    (no segment lists them) and reuses their blobs, as a full key does."""
+    backup(repo, {"old": b"x" * 1000})
+    left = interrupted_create(fresh(repo, keys.CAP_WRITE_ONLY), FILES)
+    assert left
+    wo = fresh(repo, keys.CAP_WRITE_ONLY)
+    assert not wo.damage
+    with WriteSession(wo, Codec()) as s:
+        for data in FILES.values():
+            s.add(spec.BLOB_DATA, data)
+        s.flush()
+        assert s.stats.blobs_new == 0 and s.stats.packs == 0
+        assert s.stats.blobs_dedup == len(FILES) and s.stats.packs_adopted == len(left)
+    assert set(left) <= set(fresh(repo, keys.CAP_WRITE_ONLY).index.packs())
 
 
 def test_a_killed_create_left_its_packs_listed_but_the_last(repo: Repository,

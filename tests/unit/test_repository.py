@@ -174,7 +174,8 @@ def _with_config(shm_dir: Path, filled, config: bytes) -> Path:
 def test_config_checks(filled, shm_dir: Path) -> None:
     repo_id = filled[0].keys.repo_id
     cases = [
-        (spec.pack({"format": "repofs", "v": 2, "id": repo_id}), UnsupportedVersion),
+        (spec.pack({"format": "repofs", "v": 3, "id": repo_id}), UnsupportedVersion),
+        (spec.pack({"format": "repofs", "v": 0, "id": repo_id}), UnsupportedVersion),
         (spec.pack({"format": "borg", "v": 1, "id": repo_id}), RepositoryNotFound),
         (spec.pack({"format": "repofs", "v": 1, "id": b"\x00" * 32}), IntegrityError),
         (spec.pack({"format": "repofs", "v": 1, "id": b"short"}), IntegrityError),

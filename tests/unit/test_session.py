@@ -128,7 +128,7 @@ def test_data_and_trees_go_to_separate_packs(repo: Repository) -> None:
     for pack in repo.index.packs():
         data = repo.store.get(spec.NS_DATA, pack)
         cipher = repo.open_cipher(data[:HEADER_LEN], spec.KIND_PACK, pack)
-        assert len({e.blob_type for e in read_trailer(cipher, data)}) == 1
+        assert len({e.blob_type for e in read_trailer(repo.pack_trailer_cipher(cipher), data)}) == 1
 
 
 def test_full_packs_are_split(repo: Repository, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -82,3 +82,18 @@ def test_a_repository_older_than_the_signed_namespaces(root: Path) -> None:
         shutil.rmtree(root / ns)
     report = check_storage(LocalStore(root))
     assert report.intact and report.counts["removal records"] == 0
+
+
+def test_a_pack_of_an_unknown_trailer_form_is_named(root: Path) -> None:
+    """Header byte 7 of a pack is its trailer form (0 or 1, repofs-format(5), PACKS): a
+    planted pack with another value is named by the keyless check."""
+    from repofs import crypto
+
+    store = LocalStore(root)
+    real = store.get(spec.NS_DATA, sorted(store.list(spec.NS_DATA))[0])
+    assert real[7] in spec.TRAILER_FORMS
+    planted = real[:7] + bytes([7]) + real[8:]
+    store.put(spec.NS_DATA, crypto.object_name(planted), planted)
+    report = check_storage(store)
+    assert [p.line() for p in report.problems if "unknown trailer form 7" in p.line()]
+    assert len(report.problems) == 1
