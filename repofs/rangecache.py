@@ -30,11 +30,11 @@ class WindowCache:
 
     def read(self, namespace: str, name: str, offset: int, length: int, size: int) -> bytes:
         """``length`` bytes at ``offset`` of an object of ``size`` bytes (fewer at its end)."""
-        if length * 4 > self.window:
-            return self.fetch(namespace, name, offset, length)
-        length = min(length, size - offset)
+        length = min(length, size - offset)  # never ask past the end, windowed or not
         if length <= 0:
             return b""
+        if length * 4 > self.window:
+            return self.fetch(namespace, name, offset, length)
         w = self.window
         first, last = offset // w, (offset + length - 1) // w
         data = b"".join(self._window(namespace, name, i, size) for i in range(first, last + 1))
