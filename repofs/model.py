@@ -13,7 +13,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from repofs import spec
 from repofs.errors import BadEntry, IntegrityError
@@ -156,23 +156,49 @@ def decode_tree(data: bytes, tree_id: str,
     break a rule (a size no OS can take, sizes that do not add up, a field out of range)
     raises too, unless ``left_out`` is given: then that entry alone is left out, its
     error appended there, and its directory keeps its other entries."""
-    f = spec.Fields(spec.unpack(data, "tree", tree_id), "tree", tree_id)
-    if f.integer("v") != spec.FORMAT_VERSION:
-        raise f.fail("unknown version")
-    named = [_named(r, "tree", tree_id) for r in f.items("e")]
-    for (_, a), (_, b) in itertools.pairwise(named):
-        if a >= b:
-            raise f.fail("entries not sorted or a name is duplicated")
     entries = []
-    for fields, name in named:
+    for raw in split_tree(data, tree_id):
         try:
-            entries.append(_decode_entry(fields, name))
+            entries.append(_decode_entry(raw.fields, raw.name))
         except IntegrityError as e:
             if left_out is None:
                 raise
-            shown = name.decode("utf-8", "backslashreplace")
-            left_out.append(BadEntry("tree", tree_id, f"entry {shown}: {e.detail}", name))
+            left_out.append(bad_entry(raw, tree_id, e))
     return entries
+
+
+class RawEntry(NamedTuple):
+    """An entry whose name (and the tree's order) is checked but whose other fields are
+    not decoded yet. ``raw`` is the stored map: two equal maps are the same entry, so a
+    reader comparing trees (diff) or matching names (find) decodes only what it uses."""
+
+    name: bytes
+    raw: Any
+    fields: spec.Fields
+
+
+def split_tree(data: bytes, tree_id: str) -> list[RawEntry]:
+    """A tree's entries undecoded; what is wrong with the tree as a whole (not a tree,
+    unknown version, a name unsafe, unsorted or repeated) raises IntegrityError."""
+    f = spec.Fields(spec.unpack(data, "tree", tree_id), "tree", tree_id)
+    if f.integer("v") != spec.FORMAT_VERSION:
+        raise f.fail("unknown version")
+    named = [RawEntry(name, r, fields) for r in f.items("e")
+             for fields, name in (_named(r, "tree", tree_id),)]
+    for a, b in itertools.pairwise(named):
+        if a.name >= b.name:
+            raise f.fail("entries not sorted or a name is duplicated")
+    return named
+
+
+def decode_raw(raw: RawEntry) -> Entry:
+    """One entry of split_tree decoded, every per-entry rule checked (IntegrityError)."""
+    return _decode_entry(raw.fields, raw.name)
+
+
+def bad_entry(raw: RawEntry, tree_id: str, e: IntegrityError) -> BadEntry:
+    shown = raw.name.decode("utf-8", "backslashreplace")
+    return BadEntry("tree", tree_id, f"entry {shown}: {e.detail}", raw.name)
 
 
 @dataclass(frozen=True)

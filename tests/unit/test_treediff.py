@@ -12,9 +12,10 @@ from repofs import spec
 from repofs.damage import DamageLog
 from repofs.errors import IntegrityError
 from repofs.finder import Finder
-from repofs.model import DIR, FILE, SYMLINK, Entry, Part
+from repofs.model import DIR, FILE, SYMLINK, Entry, Part, RawEntry, encode_tree, split_tree
 from repofs.patterns import PatternSet
 from repofs.treediff import ADDED, CONTENT, METADATA, REMOVED, TYPE, diff
+from repofs.treewalk import RawTrees as RawTreesProtocol
 from repofs.treewalk import walk
 
 
@@ -40,6 +41,14 @@ class Trees:
         return self.trees[tree_id]
 
 
+class RawTrees(Trees):
+    """The same, also handing out trees undecoded, as a Repository does."""
+
+    def load_tree_raw(self, tree_id: bytes) -> list[RawEntry]:
+        entries = self.load_tree(tree_id)
+        return split_tree(encode_tree(entries), tree_id.hex())
+
+
 def f(name: str, data: bytes = b"x", mode: int = 0o644, mtime: int = 1) -> Entry:
     chunk = hashlib.blake2b(data, digest_size=32).digest()
     return Entry(name.encode(), FILE, mode, 0, 0, mtime, 1, size=len(data),
@@ -62,8 +71,9 @@ def changes(t: Trees, a: Entry, b: Entry) -> list[tuple[str, bytes]]:
     return [(c.kind, c.path) for c in diff(t, a, b)]
 
 
-def test_every_kind_of_change() -> None:
-    t = Trees()
+@pytest.mark.parametrize("kind", [Trees, RawTrees])
+def test_every_kind_of_change(kind: type[Trees]) -> None:
+    t = kind()
     old = root(t, f("same"), f("content", b"1"), f("meta", mode=0o644), f("gone"),
                d(t, "olddir", f("inner")), f("becomes-dir"),
                Entry(b"link", SYMLINK, 0o777, 0, 0, 1, 1, target=b"a"))
@@ -75,6 +85,25 @@ def test_every_kind_of_change() -> None:
         (CONTENT, b"/content"), (REMOVED, b"/gone"), (CONTENT, b"/link"),
         (METADATA, b"/meta"), (ADDED, b"/new"), (ADDED, b"/newdir"),
         (ADDED, b"/newdir/inner"), (REMOVED, b"/olddir"), (REMOVED, b"/olddir/inner")]
+
+
+def test_only_entries_that_differ_are_decoded() -> None:
+    """An entry breaking a per-entry rule (size against its content list) but stored the
+    same in both trees is never decoded, so never reported; one that differs is decoded,
+    reported and left out, and the rest of its directory is still compared."""
+    t = RawTrees()
+    assert isinstance(t, RawTreesProtocol)
+    chunk = hashlib.blake2b(b"x", digest_size=32).digest()
+    broken = Entry(b"broken", FILE, 0o644, 0, 0, 1, 1, size=5, parts=(Part(chunk, 1),))
+    old = root(t, d(t, "dir", broken, f("a", b"1")))
+    new = root(t, d(t, "dir", broken, f("a", b"2")))
+    assert changes(t, old, new) == [(CONTENT, b"/dir/a")]
+    assert not list(t.damage)
+    new2 = root(t, d(t, "dir", broken, f("a", b"1"), Entry(
+        b"broken2", FILE, 0o644, 0, 0, 1, 1, size=5, parts=(Part(chunk, 1),)), f("b")))
+    assert changes(t, old, new2) == [(ADDED, b"/dir/b")]
+    [damage] = list(t.damage)
+    assert "broken2" in damage.detail and damage.consequence == "entry left out"
 
 
 def test_a_directory_mtime_alone_is_no_change_but_its_mode_is() -> None:
