@@ -153,8 +153,9 @@ def test_deep_trees_are_walked_without_recursion_and_capped() -> None:
     assert len(added) == len(listed)
 
 
-def test_find_reads_a_subtree_once_across_snapshots() -> None:
-    t = Trees()
+@pytest.mark.parametrize("kind", [Trees, RawTrees])
+def test_find_reads_a_subtree_once_across_snapshots(kind: type[Trees]) -> None:
+    t = kind()
     shared = big(t, "shared", 30)
     s1 = root(t, shared, f("notes.txt", b"1"))
     s2 = root(t, shared, f("notes.txt", b"2"), f("more.txt"))
@@ -169,10 +170,25 @@ def test_find_reads_a_subtree_once_across_snapshots() -> None:
     assert finder.search(s2.subtree or b"") == second and len(t.loads) == read_once + 1
 
 
+@pytest.mark.parametrize("kind", [Trees, RawTrees])
 @pytest.mark.parametrize("pattern", [b"file", b"/shared/**/file"])
-def test_find_patterns_are_those_of_exclude(pattern: bytes) -> None:
-    t = Trees()
+def test_find_patterns_are_those_of_exclude(pattern: bytes, kind: type[Trees]) -> None:
+    t = kind()
     s = root(t, big(t, "shared", 3), f("file"))
     found = [p for p, _ in Finder(t, PatternSet([pattern])).search(s.subtree or b"")]
     subs = [f"/shared/sub{i}/file".encode() for i in range(3)]
     assert found == ([b"/file", *subs] if pattern == b"file" else subs)
+
+
+def test_find_decodes_only_what_matches_or_is_a_directory() -> None:
+    """A file breaking a per-entry rule is reported only when the pattern matches it."""
+    t = RawTrees()
+    chunk = hashlib.blake2b(b"x", digest_size=32).digest()
+    broken = Entry(b"broken.bin", FILE, 0o644, 0, 0, 1, 1, size=5, parts=(Part(chunk, 1),))
+    s = root(t, d(t, "dir", broken, f("a.txt")))
+    assert [p for p, _ in Finder(t, PatternSet([b"*.txt"])).search(s.subtree or b"")] == [
+        b"/dir/a.txt"]
+    assert not list(t.damage)
+    assert Finder(t, PatternSet([b"*.bin"])).search(s.subtree or b"") == ()
+    [damage] = list(t.damage)
+    assert "broken.bin" in damage.detail
