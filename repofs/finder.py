@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from repofs.model import DIR, Entry, RawEntry, Snapshot
 from repofs.patterns import PatternSet
-from repofs.treewalk import Item, Trees, child_path, entry, listing, too_deep
+from repofs.treewalk import Trees, child_path, entry, listing, too_deep
 
 Match = tuple[bytes, Entry]
 
@@ -52,7 +52,7 @@ class Finder:
             return ()
         # A frame: the listing being walked, its path and depth, its tree id, and where
         # its matches start in ``out``; when it is done, out[start:] is its memo.
-        stack: list[tuple[Iterator[Item], bytes, int, bytes, int]] = [
+        stack: list[tuple[Iterator[RawEntry], bytes, int, bytes, int]] = [
             (iter(entries), b"", 0, tree_id, 0)]
         while stack:
             it, path, depth, tid, start = stack[-1]
@@ -85,12 +85,11 @@ class Finder:
         return tuple(out)
 
 
-def _maybe_dir(item: Item) -> bool:
-    """Whether an item may be a directory: decoded, its type; undecoded, its stored type
-    field (decoding checks it before the walk relies on it)."""
-    if isinstance(item, RawEntry):
-        return bool(item.raw.get("t") == DIR)
-    return item.type == DIR
+def _maybe_dir(item: RawEntry) -> bool:
+    """Whether an item may be a directory: its stored type field, or a decoded entry's
+    type (decoding checks the field before the walk relies on it)."""
+    raw = item.raw
+    return raw.type == DIR if isinstance(raw, Entry) else bool(raw.get("t") == DIR)
 
 
 def find(trees: Trees, patterns: PatternSet, snapshots: Iterable[Snapshot]) -> Iterator[Found]:

@@ -159,7 +159,7 @@ def decode_tree(data: bytes, tree_id: str,
     entries = []
     for raw in split_tree(data, tree_id):
         try:
-            entries.append(_decode_entry(raw.fields, raw.name))
+            entries.append(decode_raw(raw, tree_id))
         except IntegrityError as e:
             if left_out is None:
                 raise
@@ -169,31 +169,54 @@ def decode_tree(data: bytes, tree_id: str,
 
 class RawEntry(NamedTuple):
     """An entry whose name (and the tree's order) is checked but whose other fields are
-    not decoded yet. ``raw`` is the stored map: two equal maps are the same entry, so a
-    reader comparing trees (diff) or matching names (find) decodes only what it uses."""
+    not decoded yet. ``raw`` is the stored map (or, for trees already decoded, the
+    Entry): two equal ``raw`` are the same entry, so a reader comparing trees (diff) or
+    matching names (find) decodes only what it uses."""
 
     name: bytes
     raw: Any
-    fields: spec.Fields
 
 
 def split_tree(data: bytes, tree_id: str) -> list[RawEntry]:
     """A tree's entries undecoded; what is wrong with the tree as a whole (not a tree,
-    unknown version, a name unsafe, unsorted or repeated) raises IntegrityError."""
+    unknown version, a name unsafe, unsorted or repeated) raises IntegrityError, the
+    same as ``decode_tree``. The names are checked in bulk (C loops over the whole
+    list); only when that finds something wrong does the entry-by-entry check run, to
+    name what is wrong."""
     f = spec.Fields(spec.unpack(data, "tree", tree_id), "tree", tree_id)
     if f.integer("v") != spec.FORMAT_VERSION:
         raise f.fail("unknown version")
-    named = [RawEntry(name, r, fields) for r in f.items("e")
-             for fields, name in (_named(r, "tree", tree_id),)]
+    items = f.items("e")
+    try:
+        names = [r["n"] for r in items]  # only a map (dict) takes ["n"]
+    except (KeyError, TypeError, IndexError):
+        names = []
+    if len(names) == len(items) and _names_ok(names):
+        return [RawEntry(n, r) for n, r in zip(names, items, strict=True)]
+    named = [RawEntry(_named(r, "tree", tree_id)[1], r) for r in items]
     for a, b in itertools.pairwise(named):
         if a.name >= b.name:
             raise f.fail("entries not sorted or a name is duplicated")
-    return named
+    return named  # not reached while _names_ok agrees with _named, kept for safety
 
 
-def decode_raw(raw: RawEntry) -> Entry:
+def _names_ok(names: list[Any]) -> bool:
+    """check_name for every name, and strictly sorted (so no repeats), in bulk."""
+    if not names:
+        return True
+    if set(map(type, names)) != {bytes} or names != sorted(set(names)):
+        return False
+    joined = b"/".join(names)
+    return (bool(names[0]) and max(map(len, names)) <= 255 and b"\0" not in joined
+            and joined.count(b"/") == len(names) - 1
+            and b"." not in names and b".." not in names)
+
+
+def decode_raw(raw: RawEntry, tree_id: str) -> Entry:
     """One entry of split_tree decoded, every per-entry rule checked (IntegrityError)."""
-    return _decode_entry(raw.fields, raw.name)
+    if isinstance(raw.raw, Entry):
+        return raw.raw
+    return _decode_entry(spec.Fields(raw.raw, "tree", tree_id), raw.name)
 
 
 def bad_entry(raw: RawEntry, tree_id: str, e: IntegrityError) -> BadEntry:

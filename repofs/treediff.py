@@ -18,8 +18,8 @@ from __future__ import annotations
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 
-from repofs.model import DIR, FILE, Entry
-from repofs.treewalk import Item, Trees, child_path, entry, listing, same, too_deep, walk
+from repofs.model import DIR, FILE, Entry, RawEntry
+from repofs.treewalk import Trees, child_path, entry, listing, too_deep, walk
 
 ADDED, REMOVED, CONTENT, METADATA, TYPE = "added", "removed", "content", "metadata", "type"
 KINDS = (ADDED, REMOVED, CONTENT, METADATA, TYPE)
@@ -54,7 +54,7 @@ def metadata_differs(a: Entry, b: Entry) -> bool:
     return _owner(a) != _owner(b) or (a.type != DIR and a.mtime_ns != b.mtime_ns)
 
 
-def _merged(trees: Trees, old: list[Item], new: list[Item], old_id: bytes,
+def _merged(trees: Trees, old: list[RawEntry], new: list[RawEntry], old_id: bytes,
             new_id: bytes) -> Iterator[tuple[Entry | None, Entry | None]]:
     """Pairs by name of two sorted listings (the tree decoder enforces the order). A
     name whose stored entry is the same in both is skipped undecoded: it cannot differ,
@@ -69,9 +69,10 @@ def _merged(trees: Trees, old: list[Item], new: list[Item], old_id: bytes,
             a, b = None, entry(trees, new[j], new_id)
             j += 1
         else:
-            same_entry = same(old[i], new[j])
-            a = None if same_entry else entry(trees, old[i], old_id)
-            b = None if same_entry else entry(trees, new[j], new_id)
+            if old[i].raw == new[j].raw:
+                a = b = None
+            else:
+                a, b = entry(trees, old[i], old_id), entry(trees, new[j], new_id)
             i += 1
             j += 1
         if a is not None or b is not None:

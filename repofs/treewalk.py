@@ -12,7 +12,7 @@ depth is capped at ``spec.MAX_TREE_DEPTH`` as the decoders cap everything else.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Protocol, runtime_checkable
+from typing import Protocol
 
 from repofs import spec
 from repofs.damage import DamageLog
@@ -28,49 +28,35 @@ class Trees(Protocol):
     def load_tree(self, tree_id: bytes) -> list[Entry]: ...
 
 
-@runtime_checkable
 class RawTrees(Trees, Protocol):
     """A repository that can also hand out trees undecoded (``model.split_tree``)."""
 
     def load_tree_raw(self, tree_id: bytes) -> list[RawEntry]: ...
 
 
-# What ``listing`` gives: entries decoded (any Trees), or undecoded (RawTrees). Either
-# way ``item[0]`` is the name and two equal items are the same entry.
-Item = Entry | RawEntry
-
-
-def listing(trees: Trees, tree_id: bytes, path: bytes) -> list[Item] | None:
-    """A tree's entries, undecoded where the repository can: whole-tree rules (names,
-    order) checked now, each entry's own fields only when ``entry`` is asked for it. A
-    tree that does not verify is reported and None; see ``load``."""
-    if not isinstance(trees, RawTrees):
+def listing(trees: Trees, tree_id: bytes, path: bytes) -> list[RawEntry] | None:
+    """A tree's entries, undecoded where the repository can (a ``RawTrees``): whole-tree
+    rules (names, order) checked now, each entry's own fields only when ``entry`` is
+    asked for it. A tree that does not verify is reported and None; see ``load``."""
+    raw = getattr(trees, "load_tree_raw", None)  # not isinstance: slow on a Protocol
+    if raw is None:
         entries = load(trees, tree_id, path)
-        return None if entries is None else list(entries)
+        return None if entries is None else [RawEntry(e.name, e) for e in entries]
     try:
-        return list(trees.load_tree_raw(tree_id))
+        return raw(tree_id)  # type: ignore[no-any-return]
     except IntegrityError as e:
         trees.damage.report(e, f"left out: {show(path)} and everything below it")
         return None
 
 
-def entry(trees: Trees, item: Item, tree_id: bytes) -> Entry | None:
+def entry(trees: Trees, item: RawEntry, tree_id: bytes) -> Entry | None:
     """The decoded entry of a ``listing`` item, or None when it breaks a per-entry rule:
     then it alone is left out and named, as ``Repository.load_tree`` does."""
-    if isinstance(item, Entry):
-        return item
     try:
-        return decode_raw(item)
+        return decode_raw(item, tree_id.hex())
     except IntegrityError as e:
         trees.damage.report(bad_entry(item, tree_id.hex(), e), "entry left out")
         return None
-
-
-def same(a: Item, b: Item) -> bool:
-    """Two listing items that are certainly the same entry (equal stored maps)."""
-    if isinstance(a, RawEntry) and isinstance(b, RawEntry):
-        return bool(a.raw == b.raw)
-    return a == b
 
 
 def show(path: bytes) -> str:
@@ -122,5 +108,5 @@ def walk(trees: Trees, tree_id: bytes, base: bytes = b"",
                 stack.append((iter(sub), p, d + 1))
 
 
-__all__ = ["Item", "RawTrees", "Trees", "child_path", "entry", "listing", "load", "same",
-           "show", "too_deep", "walk"]
+__all__ = ["RawTrees", "Trees", "child_path", "entry", "listing", "load", "show", "too_deep",
+           "walk"]
