@@ -61,7 +61,7 @@ class Finder:
                 stack.pop()
                 self._memo[(tid, path)] = tuple(out[start:])
                 continue
-            p = child_path(path, item.name)
+            p = child_path(path, item[0])
             matched = self.patterns.matches(p)
             if not matched and not _maybe_dir(item):
                 continue  # neither shown nor descended into: never decoded
@@ -88,7 +88,7 @@ class Finder:
 def _maybe_dir(item: RawEntry) -> bool:
     """Whether an item may be a directory: its stored type field, or a decoded entry's
     type (decoding checks the field before the walk relies on it)."""
-    raw = item.raw
+    raw = item[1]
     return raw.type == DIR if isinstance(raw, Entry) else bool(raw.get("t") == DIR)
 
 

@@ -61,22 +61,36 @@ def _merged(trees: Trees, old: list[RawEntry], new: list[RawEntry], old_id: byte
     and with 1% of a tree changed that is nearly every entry. An entry that breaks a
     per-entry rule is left out (reported), as everywhere."""
     i = j = 0
-    while i < len(old) or j < len(new):
-        if j >= len(new) or (i < len(old) and old[i].name < new[j].name):
+    n_old, n_new = len(old), len(new)
+    while i < n_old and j < n_new:
+        if old[i:i + _RUN] == new[j:j + _RUN]:  # compared in C: the common case
+            i += _RUN
+            j += _RUN
+            continue
+        (na, ra), (nb, rb) = old[i], new[j]
+        if na < nb:
             a, b = entry(trees, old[i], old_id), None
             i += 1
-        elif i >= len(old) or new[j].name < old[i].name:
+        elif nb < na:
             a, b = None, entry(trees, new[j], new_id)
             j += 1
         else:
-            if old[i].raw == new[j].raw:
-                a = b = None
-            else:
+            a = b = None
+            if ra != rb:
                 a, b = entry(trees, old[i], old_id), entry(trees, new[j], new_id)
             i += 1
             j += 1
         if a is not None or b is not None:
             yield a, b
+    for k in range(i, n_old):
+        if (a := entry(trees, old[k], old_id)) is not None:
+            yield a, None
+    for k in range(j, n_new):
+        if (b := entry(trees, new[k], new_id)) is not None:
+            yield None, b
+
+
+_RUN = 16  # entries compared at once before one is looked at alone
 
 
 _Frame = tuple[Iterator[tuple[Entry | None, Entry | None]], bytes, int]

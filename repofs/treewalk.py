@@ -41,7 +41,7 @@ def listing(trees: Trees, tree_id: bytes, path: bytes) -> list[RawEntry] | None:
     raw = getattr(trees, "load_tree_raw", None)  # not isinstance: slow on a Protocol
     if raw is None:
         entries = load(trees, tree_id, path)
-        return None if entries is None else [RawEntry(e.name, e) for e in entries]
+        return None if entries is None else [(e.name, e) for e in entries]
     try:
         return raw(tree_id)  # type: ignore[no-any-return]
     except IntegrityError as e:

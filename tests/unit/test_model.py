@@ -449,5 +449,5 @@ def test_split_tree_keeps_good_names_and_their_maps() -> None:
         {"n": n, "t": "f", "m": 0o644, "u": 0, "g": 0, "mt": 1, "ct": 1, "s": 0, "c": []}
         for n in names]})
     raw = split_tree(data, "t")
-    assert [r.name for r in raw] == names
+    assert [r[0] for r in raw] == names
     assert [decode_raw(r, "t") for r in raw] == decode_tree(data, "t")

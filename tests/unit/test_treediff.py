@@ -190,3 +190,17 @@ def test_find_decodes_only_what_matches_or_is_a_directory() -> None:
     assert Finder(t, PatternSet([b"*.bin"])).search(s.subtree or b"") == ()
     [damage] = list(t.damage)
     assert "broken.bin" in damage.detail
+
+
+@pytest.mark.parametrize("kind", [Trees, RawTrees])
+def test_long_listings_compared_in_runs_miss_nothing(kind: type[Trees]) -> None:
+    """Runs of equal entries are skipped at once; a change anywhere in them is found."""
+    t = kind()
+    names = [f"f{i:03d}" for i in range(0, 80, 2)]
+    old = root(t, *(f(n) for n in names))
+    new_files = [f(n, b"2") if n in ("f006", "f040", "f078") else f(n)
+                 for n in names if n != "f050"]
+    new = root(t, *new_files, f("f033"), f("f999"))
+    assert changes(t, old, new) == [
+        (CONTENT, b"/f006"), (ADDED, b"/f033"), (CONTENT, b"/f040"), (REMOVED, b"/f050"),
+        (CONTENT, b"/f078"), (ADDED, b"/f999")]
