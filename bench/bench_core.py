@@ -93,8 +93,10 @@ def repofs(*args: str) -> list[str]:
     venv = HERE.parent / ".venv" / "bin"
     if REPOFS_PYTHONPATH:
         python = venv / "python"
-        return [str(python) if python.exists() else sys.executable, "-m", "repofs_cli.main",
-                *args]
+        # -P: without it ``-m`` puts the current directory first on sys.path, and run
+        # from a checkout that would import its ``repofs``, not the exported commit's
+        return [str(python) if python.exists() else sys.executable, "-P", "-m",
+                "repofs_cli.main", *args]
     exe = venv / "repofs"
     return [str(exe) if exe.exists() else shutil.which("repofs") or "repofs", *args]
 

@@ -3,6 +3,7 @@
 #   bench/run.sh                  core (create/restore) and mount benchmarks
 #   bench/run.sh core [ARGS...]   only bench_core.py, with its arguments
 #   bench/run.sh mount [ARGS...]  only bench_mount.py, with its arguments
+#   bench/run.sh inspect [ARGS...] only bench_inspect.py (diff and find), with its arguments
 # Installs borgbackup, restic, time and fuse3 from Debian if missing (needs root).
 # Corpus, repositories and caches go to /dev/shm/repofs-bench (about 6 GiB of RAM
 # at the peak); results and logs to bench/results/.
@@ -37,11 +38,12 @@ what=${1:-all}
 case "$what" in
     core)  exec "$py" "$here/bench_core.py" "$@" ;;
     mount) exec "$py" "$here/bench_mount.py" "$@" ;;
+    inspect) exec "$py" "$here/bench_inspect.py" "$@" ;;
     all)
         rc=0
         "$py" "$here/bench_core.py" "$@" || rc=$?
         "$py" "$here/bench_mount.py" || rc=$?
         exit $rc
         ;;
-    *) echo "usage: $0 [core|mount|all] [ARGS...]" >&2; exit 2 ;;
+    *) echo "usage: $0 [core|mount|inspect|all] [ARGS...]" >&2; exit 2 ;;
 esac

@@ -7,7 +7,8 @@ does not. Only the entry itself is matched, not its parents.
 Why it is fast across many snapshots: consecutive snapshots share most of their trees.
 The matches below a directory depend only on its tree id and its path, so they are
 remembered by that pair: a subtree met again, in this snapshot or a later one, is not
-read again. Iterative, every tree hostile (``treewalk``).
+read again. Only entries that match or are directories are decoded (``treewalk.listing``):
+the name is all a pattern needs. Iterative, every tree hostile (``treewalk``).
 """
 
 from __future__ import annotations
@@ -15,9 +16,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from repofs.model import DIR, Entry, Snapshot
+from repofs.model import DIR, Entry, RawEntry, Snapshot
 from repofs.patterns import PatternSet
-from repofs.treewalk import Trees, child_path, load, too_deep
+from repofs.treewalk import Trees, child_path, entry, listing, too_deep
 
 Match = tuple[bytes, Entry]
 
@@ -45,23 +46,29 @@ class Finder:
         done = self._memo.get((tree_id, b""))
         if done is not None:
             return done
-        entries = load(self.trees, tree_id, b"")
+        entries = listing(self.trees, tree_id, b"")
         self.trees_read += 1
         if entries is None:
             return ()
         # A frame: the listing being walked, its path and depth, its tree id, and where
         # its matches start in ``out``; when it is done, out[start:] is its memo.
-        stack: list[tuple[Iterator[Entry], bytes, int, bytes, int]] = [
+        stack: list[tuple[Iterator[RawEntry], bytes, int, bytes, int]] = [
             (iter(entries), b"", 0, tree_id, 0)]
         while stack:
             it, path, depth, tid, start = stack[-1]
-            e = next(it, None)
-            if e is None:
+            item = next(it, None)
+            if item is None:
                 stack.pop()
                 self._memo[(tid, path)] = tuple(out[start:])
                 continue
-            p = child_path(path, e.name)
-            if self.patterns.matches(p):
+            p = child_path(path, item[0])
+            matched = self.patterns.matches(p)
+            if not matched and not _maybe_dir(item):
+                continue  # neither shown nor descended into: never decoded
+            e = entry(self.trees, item, tid)
+            if e is None:
+                continue
+            if matched:
                 out.append((p, e))
             if e.type != DIR or e.subtree is None:
                 continue
@@ -71,11 +78,18 @@ class Finder:
                 continue
             if too_deep(self.trees, e.subtree, depth + 1):
                 continue
-            sub = load(self.trees, e.subtree, p)
+            sub = listing(self.trees, e.subtree, p)
             self.trees_read += 1
             if sub is not None:
                 stack.append((iter(sub), p, depth + 1, e.subtree, len(out)))
         return tuple(out)
+
+
+def _maybe_dir(item: RawEntry) -> bool:
+    """Whether an item may be a directory: its stored type field, or a decoded entry's
+    type (decoding checks the field before the walk relies on it)."""
+    raw = item[1]
+    return raw.type == DIR if isinstance(raw, Entry) else bool(raw.get("t") == DIR)
 
 
 def find(trees: Trees, patterns: PatternSet, snapshots: Iterable[Snapshot]) -> Iterator[Found]:

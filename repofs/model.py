@@ -156,23 +156,70 @@ def decode_tree(data: bytes, tree_id: str,
     break a rule (a size no OS can take, sizes that do not add up, a field out of range)
     raises too, unless ``left_out`` is given: then that entry alone is left out, its
     error appended there, and its directory keeps its other entries."""
-    f = spec.Fields(spec.unpack(data, "tree", tree_id), "tree", tree_id)
-    if f.integer("v") != spec.FORMAT_VERSION:
-        raise f.fail("unknown version")
-    named = [_named(r, "tree", tree_id) for r in f.items("e")]
-    for (_, a), (_, b) in itertools.pairwise(named):
-        if a >= b:
-            raise f.fail("entries not sorted or a name is duplicated")
     entries = []
-    for fields, name in named:
+    for raw in split_tree(data, tree_id):
         try:
-            entries.append(_decode_entry(fields, name))
+            entries.append(decode_raw(raw, tree_id))
         except IntegrityError as e:
             if left_out is None:
                 raise
-            shown = name.decode("utf-8", "backslashreplace")
-            left_out.append(BadEntry("tree", tree_id, f"entry {shown}: {e.detail}", name))
+            left_out.append(bad_entry(raw, tree_id, e))
     return entries
+
+
+# An entry whose name (and the tree's order) is checked but whose other fields are not
+# decoded yet: (name, stored map), or (name, Entry) for trees already decoded. Two equal
+# pairs are the same entry, so a reader comparing trees (diff) or matching names (find)
+# decodes only what it uses. A plain tuple: built in C by zip, compared in C.
+RawEntry = tuple[bytes, Any]
+
+
+def split_tree(data: bytes, tree_id: str) -> list[RawEntry]:
+    """A tree's entries undecoded; what is wrong with the tree as a whole (not a tree,
+    unknown version, a name unsafe, unsorted or repeated) raises IntegrityError, the
+    same as ``decode_tree``. The names are checked in bulk (C loops over the whole
+    list); only when that finds something wrong does the entry-by-entry check run, to
+    name what is wrong."""
+    f = spec.Fields(spec.unpack(data, "tree", tree_id), "tree", tree_id)
+    if f.integer("v") != spec.FORMAT_VERSION:
+        raise f.fail("unknown version")
+    items = f.items("e")
+    try:
+        names = [r["n"] for r in items]  # only a map (dict) takes ["n"]
+    except (KeyError, TypeError, IndexError):
+        names = []
+    if len(names) == len(items) and _names_ok(names):
+        return list(zip(names, items, strict=True))
+    named = [(_named(r, "tree", tree_id)[1], r) for r in items]
+    for a, b in itertools.pairwise(named):
+        if a[0] >= b[0]:
+            raise f.fail("entries not sorted or a name is duplicated")
+    return named  # not reached while _names_ok agrees with _named, kept for safety
+
+
+def _names_ok(names: list[Any]) -> bool:
+    """check_name for every name, and strictly sorted (so no repeats), in bulk."""
+    if not names:
+        return True
+    if set(map(type, names)) != {bytes} or names != sorted(set(names)):
+        return False
+    joined = b"/".join(names)
+    return (bool(names[0]) and max(map(len, names)) <= 255 and b"\0" not in joined
+            and joined.count(b"/") == len(names) - 1
+            and b"." not in names and b".." not in names)
+
+
+def decode_raw(raw: RawEntry, tree_id: str) -> Entry:
+    """One entry of split_tree decoded, every per-entry rule checked (IntegrityError)."""
+    name, stored = raw
+    if isinstance(stored, Entry):
+        return stored
+    return _decode_entry(spec.Fields(stored, "tree", tree_id), name)
+
+
+def bad_entry(raw: RawEntry, tree_id: str, e: IntegrityError) -> BadEntry:
+    shown = raw[0].decode("utf-8", "backslashreplace")
+    return BadEntry("tree", tree_id, f"entry {shown}: {e.detail}", raw[0])
 
 
 @dataclass(frozen=True)

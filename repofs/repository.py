@@ -42,7 +42,7 @@ from repofs.errors import (
 )
 from repofs.index import decode_segment, encode_segment
 from repofs.location import RepoLocation, create_store, open_store
-from repofs.model import DIR, Entry, decode_tree
+from repofs.model import DIR, Entry, RawEntry, decode_tree, split_tree
 from repofs.pack import BlobEntry, open_blob
 from repofs.snapshots import SnapshotLog
 from repofs.store import WriterStore
@@ -454,6 +454,11 @@ class Repository:
             for error in bad:  # the bad entry alone: its directory keeps the others
                 self.damage.report(error, "entry left out")
         return entries
+
+    def load_tree_raw(self, tree_id: bytes) -> list[RawEntry]:
+        """A tree's entries with only their names checked (``model.split_tree``), for
+        readers that decode what they use; not cached: such a reader reads a tree once."""
+        return split_tree(self.read_blob(tree_id, spec.BLOB_TREE), tree_id.hex())
 
     def root_entry(self, tree_id: bytes) -> Entry:
         """A directory entry standing for a snapshot's root tree."""

@@ -17,7 +17,7 @@ from typing import Protocol
 from repofs import spec
 from repofs.damage import DamageLog
 from repofs.errors import IntegrityError
-from repofs.model import DIR, Entry
+from repofs.model import DIR, Entry, RawEntry, bad_entry, decode_raw
 
 
 class Trees(Protocol):
@@ -26,6 +26,37 @@ class Trees(Protocol):
     damage: DamageLog
 
     def load_tree(self, tree_id: bytes) -> list[Entry]: ...
+
+
+class RawTrees(Trees, Protocol):
+    """A repository that can also hand out trees undecoded (``model.split_tree``)."""
+
+    def load_tree_raw(self, tree_id: bytes) -> list[RawEntry]: ...
+
+
+def listing(trees: Trees, tree_id: bytes, path: bytes) -> list[RawEntry] | None:
+    """A tree's entries, undecoded where the repository can (a ``RawTrees``): whole-tree
+    rules (names, order) checked now, each entry's own fields only when ``entry`` is
+    asked for it. A tree that does not verify is reported and None; see ``load``."""
+    raw = getattr(trees, "load_tree_raw", None)  # not isinstance: slow on a Protocol
+    if raw is None:
+        entries = load(trees, tree_id, path)
+        return None if entries is None else [(e.name, e) for e in entries]
+    try:
+        return raw(tree_id)  # type: ignore[no-any-return]
+    except IntegrityError as e:
+        trees.damage.report(e, f"left out: {show(path)} and everything below it")
+        return None
+
+
+def entry(trees: Trees, item: RawEntry, tree_id: bytes) -> Entry | None:
+    """The decoded entry of a ``listing`` item, or None when it breaks a per-entry rule:
+    then it alone is left out and named, as ``Repository.load_tree`` does."""
+    try:
+        return decode_raw(item, tree_id.hex())
+    except IntegrityError as e:
+        trees.damage.report(bad_entry(item, tree_id.hex(), e), "entry left out")
+        return None
 
 
 def show(path: bytes) -> str:
@@ -77,4 +108,5 @@ def walk(trees: Trees, tree_id: bytes, base: bytes = b"",
                 stack.append((iter(sub), p, d + 1))
 
 
-__all__ = ["Trees", "child_path", "load", "show", "too_deep", "walk"]
+__all__ = ["RawTrees", "Trees", "child_path", "entry", "listing", "load", "show", "too_deep",
+           "walk"]

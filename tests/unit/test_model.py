@@ -424,3 +424,30 @@ def test_a_bad_entry_alone_is_left_out_when_asked() -> None:
         decode_tree(tree_bytes(off, good), "t", [])
     with pytest.raises(IntegrityError, match="unsafe"):
         decode_tree(tree_bytes(raw_entry(n=b"..")), "t", [])
+
+
+@pytest.mark.parametrize("names", [
+    [b"a/b"], [b"a\0"], [b"."], [b".."], [b""], [b"x" * 256], [b"b", b"a"], [b"a", b"a"],
+    [b"a", "b"], [b"a", 7]])
+def test_split_tree_refuses_what_decode_tree_refuses(names: list[object]) -> None:
+    """split_tree checks names in bulk; a bad one raises just as decode_tree says it."""
+    from repofs.model import split_tree
+    data = spec.pack({"v": spec.FORMAT_VERSION, "e": [
+        {"n": n, "t": "f", "m": 0o644, "u": 0, "g": 0, "mt": 1, "ct": 1, "s": 0, "c": []}
+        for n in names]})
+    with pytest.raises(IntegrityError) as slow:
+        decode_tree(data, "t")
+    with pytest.raises(IntegrityError) as fast:
+        split_tree(data, "t")
+    assert fast.value.detail == slow.value.detail
+
+
+def test_split_tree_keeps_good_names_and_their_maps() -> None:
+    from repofs.model import decode_raw, split_tree
+    names = [b"-", b"...", b".a", b"a", b"b" * 255, "\u00e9".encode()]
+    data = spec.pack({"v": spec.FORMAT_VERSION, "e": [
+        {"n": n, "t": "f", "m": 0o644, "u": 0, "g": 0, "mt": 1, "ct": 1, "s": 0, "c": []}
+        for n in names]})
+    raw = split_tree(data, "t")
+    assert [r[0] for r in raw] == names
+    assert [decode_raw(r, "t") for r in raw] == decode_tree(data, "t")
