@@ -118,15 +118,7 @@ def open_ends(repo: Repository, pack: str) -> None:
     before it reads a blob of the pack (``Repository.read_located``)."""
     try:
         header = repo.store.get_range(spec.NS_DATA, pack, 0, HEADER_LEN)
-        cipher = repo.open_cipher(header, spec.KIND_PACK, pack)
-        size = repo.store.size(spec.NS_DATA, pack)
-        tail = repo.store.get_range(spec.NS_DATA, pack, max(size - 4, 0), 4)
-        start = size - 4 - int.from_bytes(tail, "big")
-        if len(tail) != 4 or start < HEADER_LEN:
-            raise IntegrityError("pack", pack, "bad trailer length")
-        repo.pack_trailer_cipher(cipher).open(
-            spec.TRAILER_NONCE, repo.store.get_range(spec.NS_DATA, pack, start, size - 4 - start),
-            b"trailer")
+        repo.check_pack_tail(pack, repo.open_cipher(header, spec.KIND_PACK, pack))
     except FileNotFoundError:
         raise IntegrityError("pack", pack, "missing") from None
     except OSError as e:

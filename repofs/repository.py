@@ -372,14 +372,14 @@ class Repository:
         except FileNotFoundError:
             raise IntegrityError("pack", pack, "missing") from None
         c = self.open_cipher(header, spec.KIND_PACK, pack)
-        self._check_pack_tail(pack, c)
+        self.check_pack_tail(pack, c)
         with self._lock:
             self._ciphers[pack] = c
             while len(self._ciphers) > 4096:
                 self._ciphers.popitem(last=False)
         return c
 
-    def _check_pack_tail(self, pack: str, cipher: ObjectCipher) -> None:
+    def check_pack_tail(self, pack: str, cipher: ObjectCipher) -> None:
         """Open the sealed trailer once per pack: blob reads alone never touch the tail,
         so bytes appended to a pack or a changed trailer would otherwise go unnoticed."""
         size = self.store.size(spec.NS_DATA, pack)
