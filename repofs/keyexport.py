@@ -23,10 +23,10 @@ import re
 from dataclasses import dataclass
 
 from repofs import crypto, keys, spec
+from repofs.config import decode_config
 from repofs.errors import BadKeyFile, IntegrityError, WrongPassphrase
 from repofs.location import RepoLocation, open_store
 from repofs.repository import Repository
-from repofs.repository import _decode_config as decode_config
 
 BEGIN, END = "-----BEGIN REPOFS KEY FILE-----", "-----END REPOFS KEY FILE-----"
 PAPER_TITLE = "repofs key file, paper form 1: type each line back with its last group"

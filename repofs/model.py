@@ -10,6 +10,7 @@ unknown types, out-of-range numbers.
 
 from __future__ import annotations
 
+import bisect
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -320,3 +321,11 @@ def decode_body(data: bytes, snap_id: str, head: SnapshotHead) -> SnapshotBody:
                         host=f.text("host", MAX_LABEL), user=f.text("user", MAX_LABEL),
                         tags=tuple(f.text_list("tags")), name=name,
                         hardlinks=hl, stats=stats)
+
+
+def find_entry(entries: list[Entry], name: bytes) -> Entry | None:
+    """Binary search: tree entries are sorted by name (the decoder enforces it)."""
+    i = bisect.bisect_left(entries, name, key=lambda e: e.name)
+    if i < len(entries) and entries[i].name == name:
+        return entries[i]
+    return None

@@ -10,7 +10,6 @@ for every blob's plaintext.
 
 from __future__ import annotations
 
-import bisect
 import os
 import threading
 from collections import OrderedDict
@@ -20,6 +19,8 @@ from dataclasses import dataclass
 from repofs import crypto, keys, recovery, signed, spec
 from repofs.blobcache import BlobCache
 from repofs.blobtable import BlobTable, Location
+from repofs.config import encode_config as _encode_config
+from repofs.config import parse_config as _parse_config
 from repofs.damage import DamageLog
 from repofs.envelope import (
     HEADER_LEN,
@@ -37,12 +38,11 @@ from repofs.errors import (
     PathNotFound,
     RepositoryNotFound,
     Unreadable,
-    UnsupportedVersion,
     WrongPassphrase,
 )
 from repofs.index import decode_segment, encode_segment
 from repofs.location import RepoLocation, create_store, open_store
-from repofs.model import DIR, Entry, RawEntry, decode_tree, split_tree
+from repofs.model import DIR, Entry, RawEntry, decode_tree, find_entry, split_tree
 from repofs.pack import BlobEntry, open_blob
 from repofs.snapshots import SnapshotLog
 from repofs.store import WriterStore
@@ -57,25 +57,6 @@ class Segment:
     name: str
     packs: list[tuple[str, list[BlobEntry]]]
     error: IntegrityError | None = None
-
-
-def _encode_config(repo_id: bytes, version: int = spec.REPO_VERSION) -> bytes:
-    return spec.pack({"format": "repofs", "v": version, "id": repo_id})
-
-
-def _parse_config(data: bytes) -> tuple[bytes, int]:
-    """The repository id and format version (repofs-format(5), The config file)."""
-    f = spec.Fields(spec.unpack(data, "config", "config"), "config", "config")
-    if f.text("format") != "repofs":
-        raise RepositoryNotFound("not a repofs repository (config)")
-    v = f.integer("v")
-    if v not in spec.REPO_VERSIONS:
-        raise UnsupportedVersion(f"repository format version {v} is not supported by this repofs")
-    return f.blob("id", size=32), v
-
-
-def _decode_config(data: bytes) -> bytes:
-    return _parse_config(data)[0]
 
 
 class Repository:
@@ -471,7 +452,7 @@ class Repository:
         for comp in (c for c in path.split(b"/") if c and c != b"."):
             if entry.type != DIR or entry.subtree is None:
                 raise PathNotFound(f"{os.fsdecode(path)}: not a directory in the snapshot")
-            found = _find(self.load_tree(entry.subtree), comp)
+            found = find_entry(self.load_tree(entry.subtree), comp)
             if found is None:
                 raise PathNotFound(f"{os.fsdecode(path)}: no such file or directory "
                                    "in the snapshot")
@@ -515,11 +496,3 @@ class Repository:
                     raise IntegrityError("chunk", p.chunk_id.hex(), "size differs from the tree")
                 yield offset, data, p.size
             offset += p.size
-
-
-def _find(entries: list[Entry], name: bytes) -> Entry | None:
-    """Binary search: tree entries are sorted by name (the decoder enforces it)."""
-    i = bisect.bisect_left(entries, name, key=lambda e: e.name)
-    if i < len(entries) and entries[i].name == name:
-        return entries[i]
-    return None

@@ -22,8 +22,9 @@ from repofs.errors import (
     WrongPassphrase,
 )
 from repofs.model import DIR, FILE, SYMLINK, Entry, Part, SnapshotBody, encode_tree
+from repofs.model import find_entry as _find
 from repofs.pack import PackBuilder
-from repofs.repository import Repository, _find
+from repofs.repository import Repository
 from repofs.session import WriteSession
 from repofs.store import LocalStore
 
